@@ -1,0 +1,2 @@
+"""Built-in methods, one folder each; installed as ``textseg.methods`` and registered through the
+``textseg.methods`` entry-point group in pyproject.toml."""

@@ -1,0 +1,129 @@
+"""The benchmark contract: a frozen description of one evaluation set.
+
+A benchmark says which classes it has (with optional synonym vocabularies), whether class 0 is a
+background predicted by threshold, how labels are reduced or ignored, and — through its
+:class:`DatasetLayout` — where its (image, label) pairs live in the standard on-disk layout and
+how to build that layout. Any change to classes, labels or split bumps ``version``; every results
+record carries it.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from textseg.api import Vocabulary
+from textseg.errors import ConfigError, TextsegError
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One evaluation pair."""
+
+    id: str
+    image: Path
+    label: Path
+
+
+class DatasetLayout(abc.ABC):
+    """Where a benchmark's files live under a data root, and how to create them there."""
+
+    @abc.abstractmethod
+    def find(self, root: Path) -> list[Sample]:
+        """All evaluation samples under ``root``, sorted by id.
+
+        Raises :class:`textseg.errors.DatasetNotFoundError` naming what was expected where and the
+        command that prepares it.
+        """
+
+    @abc.abstractmethod
+    def write_synthetic(self, root: Path, num_classes: int, n: int, seed: int = 0) -> None:
+        """Write ``n`` random samples in the real layout and label encoding under ``root``."""
+
+    def prepare(self, raw: Path, root: Path) -> None:
+        """Build the layout under ``root`` from the official downloads in ``raw``."""
+        raise TextsegError(f"{type(self).__name__} needs no preparation step")
+
+    def write_synthetic_raw(self, raw: Path, num_classes: int, n: int, seed: int = 0) -> None:
+        """Write ``n`` random samples in the official download format (input of :meth:`prepare`)."""
+        raise TextsegError(f"{type(self).__name__} has no raw download format to imitate")
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """One benchmark. ``classes`` are the names the protocol uses, in label order (``background``
+    first where ``background`` is True); ``synonyms`` maps a vocabulary name (e.g. ``"sclip"``) to
+    one entry per class whose names are ``", "``-separated."""
+
+    name: str
+    version: str
+    summary: str
+    classes: tuple[str, ...]
+    background: bool
+    layout: DatasetLayout
+    ignore_index: int = 255
+    reduce_zero_label: bool = False
+    split_size: int | None = None
+    synonyms: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    data_hint: str = ""
+
+    def __post_init__(self) -> None:
+        if self.background and self.classes[0] != "background":
+            raise TypeError(f"benchmark {self.name!r}: class 0 must be 'background' when background=True")
+        for vocab, lines in self.synonyms.items():
+            if len(lines) != len(self.classes):
+                raise TypeError(
+                    f"benchmark {self.name!r}: synonym vocabulary {vocab!r} has {len(lines)} entries "
+                    f"for {len(self.classes)} classes"
+                )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def samples(self, root: Path) -> list[Sample]:
+        return self.layout.find(Path(root))
+
+    def read_label(self, sample: Sample) -> np.ndarray:
+        """The label map as class indices ``[H, W]`` (uint8), ignore pixels = ``ignore_index``.
+
+        With ``reduce_zero_label``, raw 0 becomes ignore and every other value drops by one
+        (mmsegmentation's rule for ADE20K, Context59 and VOC20).
+        """
+        with Image.open(sample.label) as img:
+            label = np.array(img)
+        if label.ndim != 2:
+            raise TextsegError(f"label {sample.label} has shape {label.shape}; expected a single-channel map")
+        if self.reduce_zero_label:
+            label = label.astype(np.int64)
+            label[label == 0] = 256
+            label = label - 1
+            label[label >= 254] = self.ignore_index
+        return label.astype(np.uint8)
+
+    def vocabulary(
+        self, templates: tuple[str, ...], synonyms: str | None = None, background_query: bool = False
+    ) -> Vocabulary:
+        """The text queries for this benchmark.
+
+        Without ``background_query`` (the TCL protocol) background is never a text query: the harness
+        adds a constant channel at the method's threshold. With it (the SCLIP family), class 0's
+        names are scored like any other class and the threshold still applies.
+        """
+        if synonyms is None:
+            lines: tuple[str, ...] = self.classes
+        elif synonyms in self.synonyms:
+            lines = self.synonyms[synonyms]
+        else:
+            known = ", ".join(self.synonyms) or "none"
+            raise ConfigError(
+                f"benchmark {self.name!r} has no synonym vocabulary {synonyms!r} (known: {known})"
+            )
+        if self.background and not background_query:
+            lines = lines[1:]
+        return Vocabulary.from_names(lines, templates, background_query=self.background and background_query)

@@ -1,0 +1,1 @@
+"""The shared scoring harness: protocols, sliding windows, metrics, distributed evaluation, records."""

@@ -1,0 +1,1 @@
+"""Prompt template sets and noun extraction."""

@@ -1,0 +1,1 @@
+"""The one training loop (Accelerate) shared by every trainable method."""
