@@ -1,0 +1,169 @@
+"""Results records: one JSON file per (method run, benchmark), the single source of the leaderboard.
+
+A record says what was run (method, preset, overrides, resolved config, weights and their sha256),
+on what (benchmark and its version, protocol and its version and settings), what came out
+(mIoU / mAcc / aAcc in percent, per-class IoU, the confusion matrix size), how fast, and in which
+environment. Records are written atomically and never overwrite an existing file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from textseg import __version__
+from textseg.errors import TextsegError
+
+#: Bump when fields are added, removed or change meaning.
+RECORD_SCHEMA = 1
+
+
+class RecordError(TextsegError):
+    """A record file that cannot be read, with the file and the missing or bad field named."""
+
+
+@dataclass(frozen=True)
+class ResultsRecord:
+    method: str
+    preset: str
+    overrides: dict[str, str]
+    config: dict[str, Any]
+    weights: dict[str, str | None] | None
+    benchmark: str
+    benchmark_version: str
+    protocol: str
+    protocol_version: str
+    protocol_settings: dict[str, Any]
+    synonyms: str | None
+    metrics: dict[str, float]  # mIoU, mAcc, aAcc in percent
+    per_class_iou: dict[
+        str, float | None
+    ]  # percent; None where the class is absent from labels and predictions
+    num_images: int
+    limit: int | None  # set when only the first N images were scored (not a leaderboard result)
+    images_per_second: float
+    seconds: float
+    precision: str
+    device: str
+    num_processes: int
+    textseg_version: str = __version__
+    git_commit: str | None = None
+    torch_version: str = ""
+    transformers_version: str = ""
+    date: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    schema: int = RECORD_SCHEMA
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def run_key(self) -> tuple[Any, ...]:
+        """Records with equal keys are repeats of one run (the leaderboard keeps the newest)."""
+        sha = (self.weights or {}).get("sha256")
+        return (
+            self.method,
+            sha,
+            self.preset,
+            tuple(sorted(self.overrides.items())),
+            self.benchmark,
+            self.protocol,
+        )
+
+
+def environment() -> dict[str, str | None]:
+    """Versions and the textseg git commit (None outside a git checkout), for a new record."""
+    import torch
+    import transformers
+
+    return {
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        "git_commit": git_commit(),
+    }
+
+
+def git_commit() -> str | None:
+    """The commit of the textseg source tree, with ``-dirty`` if it has uncommitted changes."""
+    source = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=source,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}-dirty" if dirty else commit
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"
+
+
+def write_record(record: ResultsRecord, output_dir: str | os.PathLike[str]) -> Path:
+    """Write ``record`` under ``output_dir`` atomically; an existing file is never replaced."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    stamp = record.date.replace(":", "").replace("+0000", "Z")
+    stem = "_".join(_slug(p) for p in (record.method, record.preset, record.benchmark, stamp))
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=output_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(record.to_json(), indent=2, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        for n in range(1000):
+            target = output_dir / (f"{stem}.json" if n == 0 else f"{stem}-{n}.json")
+            try:
+                os.link(tmp, target)  # atomic, and fails if the target exists: never overwrite
+                return target
+            except FileExistsError:
+                continue
+    finally:
+        os.unlink(tmp)
+    raise RecordError(f"too many records named {stem}*.json in {output_dir}")
+
+
+def read_record(path: str | os.PathLike[str]) -> ResultsRecord:
+    """Parse one record file; a bad file raises :class:`RecordError` naming it and the problem."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RecordError(f"{path}: not a readable JSON record ({exc})") from exc
+    if not isinstance(data, dict):
+        raise RecordError(f"{path}: a record must be a JSON object")
+    if data.get("schema") != RECORD_SCHEMA:
+        raise RecordError(f"{path}: record schema {data.get('schema')!r}, this textseg reads {RECORD_SCHEMA}")
+    fields = {f.name for f in dataclasses.fields(ResultsRecord)}
+    required = {
+        f.name
+        for f in dataclasses.fields(ResultsRecord)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    missing = sorted(required - data.keys())
+    if missing:
+        raise RecordError(f"{path}: missing field(s) {', '.join(missing)}")
+    unknown = sorted(data.keys() - fields)
+    if unknown:
+        raise RecordError(f"{path}: unknown field(s) {', '.join(unknown)}")
+    metrics = data["metrics"]
+    if not isinstance(metrics, dict) or not all(
+        isinstance(metrics.get(k), int | float) for k in ("mIoU", "mAcc", "aAcc")
+    ):
+        raise RecordError(f"{path}: metrics must hold numbers mIoU, mAcc and aAcc")
+    return ResultsRecord(**data)

@@ -1,0 +1,73 @@
+"""Results records: atomic writing that never overwrites, strict reading that names the problem."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from textseg.evaluation.records import RecordError, ResultsRecord, read_record, write_record
+
+
+def make_record(**changes: object) -> ResultsRecord:
+    values: dict[str, object] = dict(
+        method="dummy",
+        preset="tiny",
+        overrides={},
+        config={"dim": 16},
+        weights=None,
+        benchmark="voc21",
+        benchmark_version="1",
+        protocol="tcl",
+        protocol_version="1",
+        protocol_settings={"short_side": 448},
+        synonyms=None,
+        metrics={"mIoU": 12.5, "mAcc": 20.0, "aAcc": 50.0},
+        per_class_iou={"background": 50.0, "cat": None},
+        num_images=3,
+        limit=None,
+        images_per_second=1.5,
+        seconds=2.0,
+        precision="fp32",
+        device="cpu",
+        num_processes=1,
+        date="2026-11-21T10:00:00+00:00",
+    )
+    values.update(changes)
+    return ResultsRecord(**values)  # type: ignore[arg-type]
+
+
+def test_write_never_overwrites_and_round_trips(tmp_path: Path) -> None:
+    record = make_record()
+    first = write_record(record, tmp_path)
+    second = write_record(record, tmp_path)
+    assert first != second and first.exists() and second.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, second.name])  # no temp files
+    assert read_record(first) == record
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.pop("metrics"), "missing field"),
+        (lambda d: d.update(bogus=1), "unknown field"),
+        (lambda d: d.update(schema=99), "schema"),
+        (lambda d: d["metrics"].pop("mIoU"), "mIoU"),
+    ],
+)
+def test_bad_records_name_file_and_problem(tmp_path: Path, mutate, message: str) -> None:
+    path = write_record(make_record(), tmp_path)
+    data = json.loads(path.read_text())
+    mutate(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(RecordError, match=message) as info:
+        read_record(path)
+    assert str(path) in str(info.value)
+
+
+def test_not_json_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(RecordError, match=r"bad\.json"):
+        read_record(bad)
