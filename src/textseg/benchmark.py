@@ -13,6 +13,7 @@ import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -23,11 +24,51 @@ from textseg.errors import ConfigError, TextsegError
 
 @dataclass(frozen=True)
 class Sample:
-    """One evaluation pair."""
+    """One evaluation pair on disk."""
 
     id: str
     image: Path
     label: Path
+
+
+@dataclass(frozen=True)
+class LoadedSample:
+    """One evaluation pair in memory, as the harness consumes it."""
+
+    id: str
+    image: np.ndarray  # [H, W, 3] uint8 RGB
+    label: np.ndarray  # [H, W] uint8 class indices; ignore_index where not scored
+
+
+class EvalSource(Protocol):
+    """A benchmark's evaluation samples, wherever they come from (folders, a Hugging Face dataset)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> LoadedSample: ...
+
+
+class FolderSource:
+    """Samples found by a benchmark's layout under a data root (the standard on-disk layout)."""
+
+    def __init__(self, spec: BenchmarkSpec, samples: list[Sample]) -> None:
+        self.spec = spec
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> LoadedSample:
+        sample = self.samples[index]
+        with Image.open(sample.image) as img:
+            image = np.array(img.convert("RGB"))
+        label = self.spec.read_label(sample)
+        if label.shape != image.shape[:2]:
+            raise TextsegError(
+                f"{sample.label} is {label.shape[1]}x{label.shape[0]} but its image {sample.image} is "
+                f"{image.shape[1]}x{image.shape[0]}"
+            )
+        return LoadedSample(sample.id, image, label)
 
 
 class DatasetLayout(abc.ABC):
@@ -88,6 +129,10 @@ class BenchmarkSpec:
 
     def samples(self, root: Path) -> list[Sample]:
         return self.layout.find(Path(root))
+
+    def open(self, data_root: str | Path) -> EvalSource:
+        """The evaluation samples under ``data_root`` (the standard layout)."""
+        return FolderSource(self, self.samples(Path(data_root)))
 
     def read_label(self, sample: Sample) -> np.ndarray:
         """The label map as class indices ``[H, W]`` (uint8), ignore pixels = ``ignore_index``.
