@@ -1,0 +1,71 @@
+"""``textseg leaderboard``: rebuild the leaderboard folder from results records and published numbers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_RESULTS = "results"
+DEFAULT_OUT = "leaderboard"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "leaderboard",
+        help="rebuild leaderboard CSVs, README and chart from records and published numbers",
+        description=(
+            "Rebuild summary.csv, per_class_<benchmark>.csv, README.md and chart.png in --out from the "
+            "results records under --results and the published numbers in --reported. Records made with "
+            "--limit, of other benchmark/protocol versions, repeated or unreadable are listed apart. "
+            "Exit code 1 when a record could not be read (everything else is still built)."
+        ),
+    )
+    parser.add_argument(
+        "--results",
+        action="append",
+        metavar="PATH",
+        help=f"a folder of records (searched recursively) or a record file; repeatable (default: "
+        f"./{DEFAULT_RESULTS} if it exists)",
+    )
+    parser.add_argument(
+        "--reported",
+        metavar="CSV",
+        help="published numbers (default: <out>/reported.csv if it exists)",
+    )
+    parser.add_argument(
+        "--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default: {DEFAULT_OUT})"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from textseg.leaderboard import build_leaderboard
+
+    results = args.results
+    if results is None:
+        results = [DEFAULT_RESULTS] if Path(DEFAULT_RESULTS).is_dir() else []
+        if not results:
+            print(
+                f"textseg: note: no --results given and ./{DEFAULT_RESULTS} does not exist: published numbers only",
+                file=sys.stderr,
+            )
+    reported = args.reported
+    if reported is None:
+        default = Path(args.out) / "reported.csv"
+        reported = default if default.is_file() else None
+        if reported is None:
+            print(
+                f"textseg: note: no --reported given and {default} does not exist: no published numbers",
+                file=sys.stderr,
+            )
+    result = build_leaderboard(results, reported, args.out)
+    for message in result.errors:
+        print(f"textseg: error: {message}", file=sys.stderr)
+    for note in result.notes:
+        print(f"textseg: note: {note}", file=sys.stderr)
+    if result.table:
+        print(result.table)
+    ranked = len(result.selection.current)
+    print(f"{ranked} ranked record(s); wrote {', '.join(p.as_posix() for p in result.written)}")
+    return 1 if result.errors else 0

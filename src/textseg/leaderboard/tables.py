@@ -1,0 +1,167 @@
+"""The leaderboard's tables (pandas): summary, per-class IoU per benchmark, other versions.
+
+Reproduced numbers are rounded to two decimals before differences and averages are taken, so
+every number in a table follows from the numbers printed next to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from textseg.evaluation.records import ResultsRecord
+from textseg.leaderboard.reported import overrides_text
+from textseg.leaderboard.runs import OtherVersion, Run
+from textseg.registry import BENCHMARKS, RegistryError
+
+#: Columns that identify a reproduced run: one summary row each.
+RUN_COLUMNS = ["method", "preset", "overrides", "weights", "sha256", "protocol"]
+SUMMARY_COLUMNS = ["method", "variant", "kind", *RUN_COLUMNS[1:], "date", "provenance", "checked"]
+_SORT = ["method", "variant", "kind", *RUN_COLUMNS[1:]]
+
+
+def run_fields(record: ResultsRecord) -> dict[str, str]:
+    """The run-identifying columns of a record (weights: their source and a 12-digit sha256)."""
+    weights = record.weights or {}
+    return {
+        "method": record.method,
+        "preset": record.preset,
+        "overrides": overrides_text(record.overrides),
+        "weights": str(weights.get("source") or ""),
+        "sha256": str(weights.get("sha256") or "")[:12],
+        "protocol": record.protocol,
+    }
+
+
+def benchmark_order(reported: pd.DataFrame, runs: Sequence[Run]) -> list[str]:
+    """Benchmarks in the order ``reported.csv`` first names them, then any others alphabetically."""
+    order = list(dict.fromkeys(reported["benchmark"]))
+    return order + sorted({r.record.benchmark for r in runs} - set(order))
+
+
+def _published_rows(reported: pd.DataFrame) -> list[dict[str, Any]]:
+    rows = []
+    for (method, variant), group in reported.groupby(["method", "variant"], sort=True):
+        checked = set(group["checked"])
+        row: dict[str, Any] = {
+            "method": method,
+            "variant": variant,
+            "kind": "published",
+            "preset": group["preset"].iloc[0],
+            "overrides": group["overrides"].iloc[0],
+            "weights": "",
+            "sha256": "",
+            "protocol": group["protocol"].iloc[0],
+            "date": "",
+            "provenance": "+".join(sorted(set(group["provenance"]))),
+            "checked": checked.pop() if len(checked) == 1 else "partly",
+        }
+        row.update(zip(group["benchmark"], group["miou"]))
+        rows.append(row)
+    return rows
+
+
+def _reproduced_rows(runs: Sequence[Run], reported: pd.DataFrame) -> list[dict[str, Any]]:
+    claimed = reported[reported["preset"] != ""]
+    variant_of = dict(
+        zip(zip(claimed["method"], claimed["preset"], claimed["overrides"]), claimed["variant"])
+    )
+    published = dict(
+        zip(zip(reported["method"], reported["variant"], reported["benchmark"]), reported["miou"])
+    )
+    entries: dict[tuple[str, ...], list[Run]] = {}
+    for run in runs:
+        entries.setdefault(tuple(run_fields(run.record).values()), []).append(run)
+    rows = []
+    for key, group in entries.items():
+        fields = dict(zip(RUN_COLUMNS, key))
+        variant = variant_of.get((fields["method"], fields["preset"], fields["overrides"]), "")
+        row: dict[str, Any] = {
+            **fields,
+            "variant": variant,
+            "kind": "reproduced",
+            "date": max(group, key=lambda r: r.when).record.date,
+            "provenance": "",
+            "checked": "",
+        }
+        for run in group:
+            benchmark = run.record.benchmark
+            row[benchmark] = value = round(float(run.record.metrics["mIoU"]), 2)
+            target = published.get((fields["method"], variant, benchmark))
+            if target is not None:
+                row[f"{benchmark}_published"] = target
+                row[f"{benchmark}_diff"] = round(value - target, 2)
+        rows.append(row)
+    return rows
+
+
+def summary_table(runs: Sequence[Run], reported: pd.DataFrame, benchmarks: Sequence[str]) -> pd.DataFrame:
+    """One row per published variant and one per reproduced run.
+
+    Per benchmark ``b``: ``b`` is the row's mIoU; for a reproduced run that matches a published
+    variant, ``b_published`` is the published number and ``b_diff`` = reproduced - published.
+    ``average`` is over the ``benchmarks`` the row covers; ``average_diff`` over the differences.
+    """
+    triples = [c for b in benchmarks for c in (b, f"{b}_published", f"{b}_diff")]
+    columns = [*SUMMARY_COLUMNS, *triples, "average", "benchmarks", "average_diff"]
+    table = pd.DataFrame(_published_rows(reported) + _reproduced_rows(runs, reported), columns=columns)
+    numbers = table[triples].astype(float)
+    table[triples] = numbers
+    table["average"] = numbers[list(benchmarks)].mean(axis=1).round(2)
+    table["benchmarks"] = numbers[list(benchmarks)].notna().sum(axis=1).astype(int)
+    table["average_diff"] = numbers[[f"{b}_diff" for b in benchmarks]].mean(axis=1).round(2)
+    return table.sort_values(_SORT, kind="stable").reset_index(drop=True)
+
+
+def _class_order(benchmark: str, names: Iterable[str]) -> list[str]:
+    """Label order when the benchmark is installed and knows every name, else first-seen order."""
+    names = list(dict.fromkeys(names))
+    try:
+        classes = list(BENCHMARKS.get(benchmark).classes) if benchmark in BENCHMARKS else []
+    except RegistryError:
+        classes = []
+    return [c for c in classes if c in names] if set(names) <= set(classes) else names
+
+
+def class_tables(runs: Sequence[Run]) -> dict[str, pd.DataFrame]:
+    """Per benchmark: one row per reproduced run with mIoU, mAcc, aAcc and every class's IoU."""
+    tables = {}
+    for benchmark in sorted({r.record.benchmark for r in runs}):
+        group = [r.record for r in runs if r.record.benchmark == benchmark]
+        classes = _class_order(benchmark, (c for r in group for c in r.per_class_iou))
+        rows = [
+            {
+                **run_fields(r),
+                "benchmark_version": r.benchmark_version,
+                "protocol_version": r.protocol_version,
+                "date": r.date,
+                **{k: r.metrics[k] for k in ("mIoU", "mAcc", "aAcc")},
+                **{c: r.per_class_iou.get(c) for c in classes},
+            }
+            for r in group
+        ]
+        table = pd.DataFrame(rows)
+        numeric = ["mIoU", "mAcc", "aAcc", *classes]
+        table[numeric] = table[numeric].astype(float)
+        tables[benchmark] = table.sort_values(RUN_COLUMNS, kind="stable").reset_index(drop=True)
+    return tables
+
+
+def other_versions_table(others: Sequence[OtherVersion]) -> pd.DataFrame:
+    """Records of other benchmark or protocol versions, one row each (never ranked)."""
+    rows = [
+        {
+            **run_fields(o.run.record),
+            "benchmark": o.run.record.benchmark,
+            "benchmark_version": o.run.record.benchmark_version,
+            "protocol_version": o.run.record.protocol_version,
+            "mIoU": float(o.run.record.metrics["mIoU"]),
+            "date": o.run.record.date,
+            "reason": o.reason,
+            "file": o.run.path.as_posix(),
+        }
+        for o in others
+    ]
+    return pd.DataFrame(rows)
