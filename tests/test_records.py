@@ -45,6 +45,7 @@ def test_write_never_overwrites_and_round_trips(tmp_path: Path) -> None:
     assert first != second and first.exists() and second.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, second.name])  # no temp files
     assert read_record(first) == record
+    assert first.stat().st_mode & 0o044 == 0o044  # readable by others, like any plain new file
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from textseg import __version__
 from textseg.errors import TextsegError
+from textseg.io import new_temp_file
 
 #: Bump when fields are added, removed or change meaning.
 RECORD_SCHEMA = 1
@@ -120,9 +120,9 @@ def write_record(record: ResultsRecord, output_dir: str | os.PathLike[str]) -> P
     output_dir.mkdir(parents=True, exist_ok=True)
     stamp = record.date.replace(":", "").replace("+0000", "Z")
     stem = "_".join(_slug(p) for p in (record.method, record.preset, record.benchmark, stamp))
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=output_dir)
+    tmp = new_temp_file(output_dir, stem)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(json.dumps(record.to_json(), indent=2, sort_keys=True) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
