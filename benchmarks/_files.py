@@ -49,12 +49,6 @@ def save_jpeg(path: Path, array: np.ndarray) -> None:
         Image.fromarray(array).save(tmp, format="JPEG", quality=90)
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding."""
-    with Image.open(path) as image:
-        return image.size
-
-
 def is_valid_label(path: Path, size: tuple[int, int] | None = None) -> bool:
     """True when ``path`` is a single-channel image (of ``size`` if given): an earlier run's output.
 
@@ -83,15 +77,16 @@ def link_or_copy(src: Path, dst: Path) -> bool:
     return True
 
 
-def link_files(pairs: Sequence[tuple[Path, Path]], desc: str) -> int:
-    """Link every ``(src, dst)`` pair with a progress bar; returns how many were new."""
+def link_files(pairs: Sequence[tuple[Path, Path]], desc: str) -> None:
+    """Link every ``(src, dst)`` pair with a progress bar (sources checked first)."""
     missing = [src for src, _ in pairs if not src.is_file()]
     if missing:
         raise PrepareError(
             f"{len(missing)} source files are missing, e.g. {missing[0]}; the download looks incomplete "
             "(extract the archive again)"
         )
-    return sum(link_or_copy(src, dst) for src, dst in tqdm(pairs, desc=desc, unit="file"))
+    for src, dst in tqdm(pairs, desc=desc, unit="file"):
+        link_or_copy(src, dst)
 
 
 def run_jobs(fn: Callable[..., R], jobs: Sequence[tuple[Any, ...]], desc: str, workers: int) -> list[R]:

@@ -64,29 +64,28 @@ class Archive:
             return
         target = raw / self.extract_to
         target.mkdir(parents=True, exist_ok=True)
+        bar = tqdm(desc=f"extract {self.filename}", unit="file")
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as handle:
-                names = [n for n in handle.namelist() if self._wanted(n)]
-                self._check_names(archive, names, [n for n in handle.namelist()])
-                for name in tqdm(names, desc=f"extract {self.filename}", unit="file"):
-                    handle.extract(name, target)  # ZipFile.extract drops '..' and absolute parts
+                for name in filter(self._wanted, handle.namelist()):
+                    handle.extract(name, target)  # drops '..' and absolute parts
+                    bar.update()
         elif tarfile.is_tarfile(archive):
-            with tarfile.open(archive) as handle:
-                members = [m for m in handle.getmembers() if self._wanted(m.name)]
-                self._check_names(archive, [m.name for m in members], handle.getnames())
-                for member in tqdm(members, desc=f"extract {self.filename}", unit="file"):
-                    handle.extract(member, target, filter="data")
+            with tarfile.open(archive) as handle:  # streamed: a 2 GB tar is read once
+                for member in handle:
+                    if self._wanted(member.name):
+                        handle.extract(member, target, filter="data")
+                        bar.update()
         else:
             raise TextsegError(f"{archive} is neither a zip nor a tar archive; delete it and download again")
+        bar.close()
+        if not bar.n:
+            folder = f" under a {self.members!r} folder" if self.members else ""
+            raise TextsegError(f"{archive} has no members{folder}; is it the right file?")
         self.marker(raw).touch()
 
     def _wanted(self, name: str) -> bool:
         return self.members is None or self.members in Path(name).parts[:-1]
-
-    def _check_names(self, archive: Path, chosen: list[str], every: list[str]) -> None:
-        if not chosen:
-            shown = ", ".join(every[:SHOW])
-            raise TextsegError(f"{archive} has no members under a {self.members!r} folder (it has: {shown})")
 
 
 def describe_nearest(path: Path) -> str:

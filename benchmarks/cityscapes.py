@@ -10,7 +10,8 @@ filled polygon (Pillow's ``ImageDraw.polygon``, no outline) with its trainId, la
 earlier ones; deleted objects and ``license plate`` (id −1) are skipped, a ``...group`` label
 falls back to its base label, void labels paint 255, and an unknown label is an error. The
 rasteriser is Pillow's, as in cityscapesScripts, so edge pixels can differ only across Pillow
-versions (unverified). The data needs a login at cityscapes-dataset.com: there is no download.
+versions (unverified). The data needs a login at cityscapes-dataset.com, so there is no
+``download``; ``prepare`` unpacks the two zips (their ``val`` folders) if they lie in ``--raw``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from textseg.errors import TextsegError
 from textseg.io import write_json
 
 from ._files import PrepareError, is_valid_label, link_files, run_jobs, save_png
-from ._layout import FolderLayout
+from ._layout import Archive, FolderLayout
 from ._spec import builtin
 from ._synthetic import random_shapes, random_size, render_image
 
@@ -74,6 +75,13 @@ IMG_SUFFIX, POLY_SUFFIX, LABEL_SUFFIX = (
     "_gtFine_labelTrainIds.png",
 )
 SPLITS = ("val", "train")
+DOWNLOADS = "https://www.cityscapes-dataset.com/downloads/"
+#: The two packages (login needed, no public checksums). Only their val folders are unpacked;
+#: train is converted too when it was unpacked by hand.
+PACKAGES = (
+    Archive("gtFine_trainvaltest.zip", DOWNLOADS, members="val"),
+    Archive("leftImg8bit_trainvaltest.zip", DOWNLOADS, members="val"),
+)
 
 
 def rasterise(polygons: dict) -> np.ndarray:
@@ -113,12 +121,17 @@ class CityscapesLayout(FolderLayout):
 
     def download(self, raw: Path, mirror: str | None = None) -> None:
         raise TextsegError(
-            "Cityscapes needs a login: download gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip "
-            f"from https://www.cityscapes-dataset.com/downloads/, unzip both into {raw}, then run "
-            f"textseg data prepare cityscapes --raw {raw}"
+            f"Cityscapes needs a login: download {' and '.join(p.filename for p in PACKAGES)} from "
+            f"{DOWNLOADS} into {raw}, then run textseg data prepare cityscapes --raw {raw}"
         )
 
     def prepare(self, raw: Path, root: Path, workers: int = 1) -> None:
+        for package in PACKAGES:
+            package.extract(raw)
+        if (
+            raw / "cityscapes" / "gtFine"
+        ).is_dir():  # --raw is a data root already holding the zips' contents
+            raw = raw / "cityscapes"
         out = root / "cityscapes"
         links, jobs = [], []
         for split in SPLITS:
@@ -126,8 +139,8 @@ class CityscapesLayout(FolderLayout):
             if not polygons:
                 if split == "val":
                     raise PrepareError(
-                        f"no {raw / 'gtFine/val/<city>/*' + POLY_SUFFIX}: unzip gtFine_trainvaltest.zip and "
-                        f"leftImg8bit_trainvaltest.zip into {raw}"
+                        f"no {raw / 'gtFine/val/<city>/*' + POLY_SUFFIX}: put "
+                        f"{' and '.join(p.filename for p in PACKAGES)} (or their contents) in {raw}"
                     )
                 continue
             for src in polygons:
@@ -195,7 +208,7 @@ CITYSCAPES = builtin(
         img_suffix=IMG_SUFFIX,
         seg_suffix=LABEL_SUFFIX,
         split_file=None,
-        raw_hint="folder where gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip were unzipped",
+        raw_hint="folder with gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip, or their contents",
     ),
     split_size=500,
 )

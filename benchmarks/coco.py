@@ -99,14 +99,21 @@ class COCOLayout(FolderLayout):
         out = root / BASE
         jobs, links = [], []
         for split in SPLITS:
-            images = next((d for d in (raw / split, raw / "images" / split) if any(d.glob("*.jpg"))), None)
-            folders = (raw / MAPS_ARCHIVE.extract_to / split, raw / "annotations" / split, raw / split)
-            maps = next((m for m in map(_raw_maps, folders) if m), {})
+            # As the zips unpack into --raw, as mmseg's docs unpack them, or already in the layout.
+            image_dirs = (raw / split, raw / "images" / split, raw / BASE / "images" / split)
+            map_dirs = (
+                raw / MAPS_ARCHIVE.extract_to / split,
+                raw / "annotations" / split,
+                raw / BASE / "annotations" / split,
+                raw / split,
+            )
+            images = next((d for d in image_dirs if any(d.glob("*.jpg"))), None)
+            maps = next((m for m in map(_raw_maps, map_dirs) if m), {})
             if images is None or not maps:
                 if split == "val2017":
                     raise PrepareError(
-                        f"cannot find the COCO val2017 images (*.jpg in {raw / split} or {raw / 'images' / split}) "
-                        f"and raw stuffthingmaps (*.png in one of {', '.join(map(str, folders))}). Put "
+                        f"cannot find the COCO val2017 images (*.jpg in one of {', '.join(map(str, image_dirs))}) "
+                        f"and raw stuffthingmaps (*.png in one of {', '.join(map(str, map_dirs))}). Put "
                         f"{VAL_ARCHIVE.filename} and {MAPS_ARCHIVE.filename} (or their contents) in {raw}."
                     )
                 continue

@@ -54,6 +54,7 @@ SBD_ARCHIVE = Archive(
 )
 BASE = "VOCdevkit/VOC2012"
 SPLITS = "ImageSets/Segmentation"
+OFFICIAL_SPLITS = ("train.txt", "val.txt", "trainval.txt")
 
 
 def voc_palette() -> list[int]:
@@ -83,9 +84,10 @@ class VOCLayout(FolderLayout):
             f"Put {VOC_ARCHIVE.filename} (or its extracted VOCdevkit/) in {raw}.",
         )
         out = root / BASE
-        split_files = sorted((src / SPLITS).glob("*.txt"))
         if not (src / SPLITS / "val.txt").is_file():
             raise PrepareError(f"{src / SPLITS / 'val.txt'} is missing; the VOC2012 download is incomplete")
+        # The tar's own lists only: trainaug.txt / aug.txt of an earlier in-place run name SBD ids.
+        split_files = [src / SPLITS / f for f in OFFICIAL_SPLITS if (src / SPLITS / f).is_file()]
         labelled = sorted({i for f in split_files for i in read_ids(f)})
         link_files([(f, out / SPLITS / f.name) for f in split_files], "split lists")
         link_files(
@@ -137,7 +139,11 @@ class VOCLayout(FolderLayout):
         for i in sbd_train + sbd_val:
             with atomic_path(dataset / "cls" / f"{i}.mat") as tmp:
                 label = random_label(rng, *random_size(rng), values=range(21))
-                savemat(tmp, {"GTcls": {"Segmentation": label, "CategoriesPresent": np.unique(label)}})
+                savemat(
+                    tmp,
+                    {"GTcls": {"Segmentation": label, "CategoriesPresent": np.unique(label)}},
+                    appendmat=False,
+                )
         write_ids(dataset / "train.txt", sbd_train)
         write_ids(dataset / "val.txt", sbd_val)
 

@@ -90,6 +90,9 @@ def test_prepare_in_place_leaves_raw_files(tmp_path: Path) -> None:
     assert _prepare("voc21", tmp_path, tmp_path, "--allow-subset") == 0
     after = _mtimes(tmp_path / "VOCdevkit")
     assert {p: after[p] for p in before} == before
+    assert (tmp_path / "VOCdevkit/VOC2012/ImageSets/Segmentation/trainaug.txt").is_file()
+    assert _prepare("voc21", tmp_path, tmp_path, "--allow-subset") == 0  # trainaug.txt is not read back
+    assert _mtimes(tmp_path / "VOCdevkit") == after
 
 
 # -- PASCAL Context -------------------------------------------------------------------------------
@@ -221,7 +224,7 @@ def test_coco_known_ids(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 @pytest.mark.parametrize("order", [("coco_object", "coco_stuff"), ("coco_stuff", "coco_object")])
 def test_coco_synthetic_download_either_order_in_place(tmp_path: Path, order: tuple[str, str]) -> None:
     """Both converters in the raw folder itself, in either order (the mmseg-order pitfall)."""
-    raw = tmp_path / "coco"
+    raw = tmp_path / "coco_stuff164k"  # mmseg's docs unpack the zips here, into images/ and annotations/
     BENCHMARKS.get("coco_stuff").layout.write_synthetic_raw(raw, 171, 3)
     (raw / "images").mkdir()
     (raw / "val2017").rename(raw / "images/val2017")
@@ -229,6 +232,7 @@ def test_coco_synthetic_download_either_order_in_place(tmp_path: Path, order: tu
     (raw / "stuffthingmaps_trainval2017").rename(raw / "annotations")
     for name in order:
         assert _prepare(name, raw, tmp_path, "--allow-subset") == 0
+        assert _prepare(name, tmp_path, tmp_path, "--allow-subset") == 0  # --raw = --out = data root
     stuff_lut = np.array([_stuff_train_id(v) for v in range(256)])
     object_lut = np.array([_object_id(v) for v in range(256)])
     for split in ("val2017", "train2017"):
@@ -323,8 +327,8 @@ def test_cityscapes_unknown_label_fails_naming_the_file(
 def test_cityscapes_synthetic_download(tmp_path: Path) -> None:
     from textseg.benchmarks.cityscapes import rasterise
 
-    raw, out = tmp_path / "raw", tmp_path / "data"
-    BENCHMARKS.get("cityscapes").layout.write_synthetic_raw(raw, 19, 3)
+    raw = out = tmp_path  # in place: the zips' contents already in <data root>/cityscapes
+    BENCHMARKS.get("cityscapes").layout.write_synthetic_raw(tmp_path / "cityscapes", 19, 3)
     assert _prepare("cityscapes", raw, out, "--allow-subset") == 0
     samples = BENCHMARKS.get("cityscapes").samples(out)
     assert [s.id.split("/")[0] for s in samples] == ["frankfurt", "lindau", "munster"]
@@ -351,3 +355,45 @@ def test_ade_prepares_from_the_zip_as_distributed(tmp_path: Path) -> None:
     ).read_text()
     assert len(list((base / "images/training").glob("*.jpg"))) == 2
     assert [s.id for s in BENCHMARKS.get("ade20k").samples(out)] == [f"ADE_val_{k:08d}" for k in (1, 2, 3)]
+
+
+# -- archives lying in the downloads folder -------------------------------------------------------
+def test_prepare_unpacks_official_archives(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import tarfile
+
+    tree, raw, out = tmp_path / "tree", tmp_path / "raw", tmp_path / "data"
+    BENCHMARKS.get("voc21").layout.write_synthetic_raw(tree, 21, 2)
+    BENCHMARKS.get("coco_stuff").layout.write_synthetic_raw(tree, 171, 2)
+    raw.mkdir()
+    with tarfile.open(raw / "VOCtrainval_11-May-2012.tar", "w") as handle:
+        handle.add(tree / "VOCdevkit", "VOCdevkit")
+    with zipfile.ZipFile(raw / "val2017.zip", "w") as handle:
+        for path in sorted((tree / "val2017").iterdir()):
+            handle.write(path, f"val2017/{path.name}")
+    maps = tree / "stuffthingmaps_trainval2017"
+    with zipfile.ZipFile(raw / "stuffthingmaps_trainval2017.zip", "w") as handle:
+        for path in sorted(maps.rglob("*.png")):
+            handle.write(path, path.relative_to(maps))
+    assert _prepare("voc21", raw, out, "--allow-subset") == 0
+    assert (raw / ".VOCtrainval_11-May-2012.tar.extracted").is_file()
+    assert _prepare("coco_stuff", raw, out, "--allow-subset") == 0
+    unpacked = raw / "stuffthingmaps_trainval2017"
+    assert len(list((unpacked / "val2017").glob("*.png"))) == 2 and not (unpacked / "train2017").exists()
+    assert len(BENCHMARKS.get("coco_stuff").samples(out)) == 2
+
+    BENCHMARKS.get("cityscapes").layout.write_synthetic_raw(tree, 19, 2)
+    for package in ("gtFine", "leftImg8bit"):
+        with zipfile.ZipFile(raw / f"{package}_trainvaltest.zip", "w") as handle:
+            handle.writestr("license.txt", "")
+            for path in sorted((tree / package).rglob("*.*")):
+                handle.write(path, path.relative_to(tree))
+    assert _prepare("cityscapes", raw, out, "--allow-subset") == 0
+    assert len(BENCHMARKS.get("cityscapes").samples(out)) == 2 and not (raw / "license.txt").exists()
+
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    with zipfile.ZipFile(wrong / "stuffthingmaps_trainval2017.zip", "w") as handle:
+        handle.writestr("train2017/000000000009.png", b"")
+    assert _prepare("coco_stuff", wrong, out) == 2
+    err = capsys.readouterr().err
+    assert "stuffthingmaps_trainval2017.zip has no members under a 'val2017' folder" in err

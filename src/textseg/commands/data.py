@@ -85,7 +85,7 @@ def _spec(name: str) -> BenchmarkSpec:
     return BENCHMARKS.get(name)
 
 
-def check_split(spec: BenchmarkSpec, root: Path, allow_subset: bool) -> int:
+def check_split(spec: BenchmarkSpec, root: Path, allow_subset: bool) -> None:
     """Find the split as the harness will; its size must be the official one unless ``allow_subset``."""
     found = len(spec.samples(root))
     expected = spec.split_size
@@ -99,7 +99,6 @@ def check_split(spec: BenchmarkSpec, root: Path, allow_subset: bool) -> int:
         f"{spec.name}: {found} evaluation samples ready under {root}"
         + (f" (of {expected})" if expected else "")
     )
-    return found
 
 
 def run_prepare(args: argparse.Namespace) -> int:
