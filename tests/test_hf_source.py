@@ -80,3 +80,14 @@ def test_unknown_split_and_options(tmp_path: Path) -> None:
 def test_unreachable_dataset_is_a_dataset_error(tmp_path: Path) -> None:
     with pytest.raises(DatasetNotFoundError, match="cannot load the Hugging Face dataset hf:"):
         BENCHMARKS.get("ade20k").open(f"hf:{tmp_path / 'nothing-here'}")
+
+
+def test_local_parquet_folder_through_load_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    (tmp_path / "pq").mkdir()
+    datasets.Dataset.from_dict(_rows(2), features=_features()).to_parquet(
+        str(tmp_path / "pq/validation.parquet")
+    )
+    source = BENCHMARKS.get("voc20").open(f"hf:{tmp_path / 'pq'}?split=validation&image=img")
+    assert len(source) == 2
+    assert source[1].label.tolist() == LABEL.tolist()  # row 1 holds LABEL + 1; reduce_zero_label undoes it

@@ -128,7 +128,8 @@ def _load(location: HFLocation, name: str) -> Any:
     try:
         if (local / "state.json").is_file() or (local / "dataset_dict.json").is_file():
             return datasets.load_from_disk(str(local))
-        return datasets.load_dataset(str(local) if local.exists() else location.path, location.config)
+        source = str(local) if local.exists() else location.path
+        return datasets.load_dataset(source, location.config, split=location.split)
     except Exception as exc:  # datasets raises many types (missing repo, offline, bad files)
         raise DatasetNotFoundError(
             f"cannot load the Hugging Face dataset {name}: {type(exc).__name__}: {exc}. Give a hub id "
@@ -143,7 +144,7 @@ def open_hf(spec: BenchmarkSpec, location: str) -> HFSource:
     parsed = HFLocation.parse(location)
     loaded = _load(parsed, location)
     if isinstance(loaded, datasets.Dataset):
-        dataset = loaded  # saved without splits: ?split= does not apply
+        dataset = loaded  # one split: saved that way, or chosen with ?split= while loading
     else:
         splits = list(loaded)
         split = parsed.split or ("validation" if "validation" in splits or len(splits) != 1 else splits[0])
