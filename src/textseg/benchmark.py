@@ -13,13 +13,15 @@ import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PIL import Image
 
-from textseg.api import Vocabulary
 from textseg.errors import ConfigError, TextsegError
+
+if TYPE_CHECKING:  # textseg.api imports torch; `textseg data` and `textseg list` do not need it
+    from textseg.api import Vocabulary
 
 
 @dataclass(frozen=True)
@@ -192,4 +194,6 @@ class BenchmarkSpec:
             )
         if self.background and not background_query:
             lines = lines[1:]
+        from textseg.api import Vocabulary
+
         return Vocabulary.from_names(lines, templates, background_query=self.background and background_query)
