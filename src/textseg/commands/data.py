@@ -72,7 +72,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--workers", type=int, default=min(8, os.cpu_count() or 1), help="conversion processes"
+        "--workers",
+        type=int,
+        default=min(8, os.cpu_count() or 1),
+        help="conversion processes (default: the CPU count, at most 8)",
     )
     parser.add_argument(
         "--allow-subset", action="store_true", help="accept fewer samples than the official split has"
