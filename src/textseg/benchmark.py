@@ -13,13 +13,15 @@ import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PIL import Image
 
-from textseg.api import Vocabulary
 from textseg.errors import ConfigError, TextsegError
+
+if TYPE_CHECKING:  # textseg.api imports torch; `textseg data` and `textseg list` do not need it
+    from textseg.api import Vocabulary
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,16 @@ class LoadedSample:
     id: str
     image: np.ndarray  # [H, W, 3] uint8 RGB
     label: np.ndarray  # [H, W] uint8 class indices; ignore_index where not scored
+
+    @classmethod
+    def checked(cls, id: str, image: np.ndarray, label: np.ndarray, where: str) -> LoadedSample:
+        """A sample whose label and image sizes agree (``where`` names its source in the error)."""
+        if label.shape != image.shape[:2]:
+            raise TextsegError(
+                f"{where}: the label is {label.shape[1]}x{label.shape[0]} but the image is "
+                f"{image.shape[1]}x{image.shape[0]}"
+            )
+        return cls(id, image, label)
 
 
 class EvalSource(Protocol):
@@ -63,12 +75,7 @@ class FolderSource:
         with Image.open(sample.image) as img:
             image = np.array(img.convert("RGB"))
         label = self.spec.read_label(sample)
-        if label.shape != image.shape[:2]:
-            raise TextsegError(
-                f"{sample.label} is {label.shape[1]}x{label.shape[0]} but its image {sample.image} is "
-                f"{image.shape[1]}x{image.shape[0]}"
-            )
-        return LoadedSample(sample.id, image, label)
+        return LoadedSample.checked(sample.id, image, label, f"{sample.label} (image {sample.image})")
 
 
 class DatasetLayout(abc.ABC):
@@ -86,9 +93,15 @@ class DatasetLayout(abc.ABC):
     def write_synthetic(self, root: Path, num_classes: int, n: int, seed: int = 0) -> None:
         """Write ``n`` random samples in the real layout and label encoding under ``root``."""
 
-    def prepare(self, raw: Path, root: Path) -> None:
-        """Build the layout under ``root`` from the official downloads in ``raw``."""
+    def prepare(self, raw: Path, root: Path, workers: int = 1) -> None:
+        """Build the layout under ``root`` from the official downloads in ``raw`` (``workers``
+        processes where conversion is per file). Outputs that exist and are valid are skipped."""
         raise TextsegError(f"{type(self).__name__} needs no preparation step")
+
+    def download(self, raw: Path, mirror: str | None = None) -> None:
+        """Fetch the official archives into ``raw`` (from ``mirror``, a base URL, if given), verified
+        and extracted, ready for :meth:`prepare`."""
+        raise TextsegError(f"{type(self).__name__} has no public download; see its documentation")
 
     def write_synthetic_raw(self, raw: Path, num_classes: int, n: int, seed: int = 0) -> None:
         """Write ``n`` random samples in the official download format (input of :meth:`prepare`)."""
@@ -131,7 +144,13 @@ class BenchmarkSpec:
         return self.layout.find(Path(root))
 
     def open(self, data_root: str | Path) -> EvalSource:
-        """The evaluation samples under ``data_root`` (the standard layout)."""
+        """The evaluation samples under ``data_root`` (the standard layout), or, for
+        ``"hf:<hub id or local path>[?split=..&image=..&label=..]"``, a Hugging Face dataset
+        (see :mod:`textseg.hf_source` for the label convention)."""
+        if str(data_root).startswith("hf:"):
+            from textseg.hf_source import open_hf
+
+            return open_hf(self, str(data_root))
         return FolderSource(self, self.samples(Path(data_root)))
 
     def read_label(self, sample: Sample) -> np.ndarray:
@@ -144,6 +163,10 @@ class BenchmarkSpec:
             label = np.array(img)
         if label.ndim != 2:
             raise TextsegError(f"label {sample.label} has shape {label.shape}; expected a single-channel map")
+        return self.reduce_label(label)
+
+    def reduce_label(self, label: np.ndarray) -> np.ndarray:
+        """Raw ids as stored in the layout -> class indices (``reduce_zero_label`` applied)."""
         if self.reduce_zero_label:
             label = label.astype(np.int64)
             label[label == 0] = 256
@@ -171,4 +194,6 @@ class BenchmarkSpec:
             )
         if self.background and not background_query:
             lines = lines[1:]
+        from textseg.api import Vocabulary
+
         return Vocabulary.from_names(lines, templates, background_query=self.background and background_query)

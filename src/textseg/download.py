@@ -6,6 +6,7 @@ The file is renamed to ``dest`` only after its checksum matches, so ``dest`` exi
 
 from __future__ import annotations
 
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -67,9 +68,15 @@ def download(
                 open(part, "ab" if resumed else "wb") as handle,
                 tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=desc or dest.name) as bar,
             ):
-                for chunk in iter(lambda: response.read(CHUNK), b""):
-                    handle.write(chunk)
-                    bar.update(len(chunk))
+                try:
+                    for chunk in iter(lambda: response.read(CHUNK), b""):
+                        handle.write(chunk)
+                        bar.update(len(chunk))
+                except (OSError, http.client.HTTPException) as exc:
+                    raise _interrupted(url, part, total) from exc
+            # http.client returns an empty chunk, not an error, when the server closes early.
+            if total is not None and part.stat().st_size < total:
+                raise _interrupted(url, part, total)
     for algo, value in expected:
         actual = file_digest(part, algo)
         if actual != value:
@@ -77,3 +84,11 @@ def download(
             raise DownloadError(f"{url}: {algo} is {actual}, expected {value}; the partial file was removed")
     os.replace(part, dest)
     return dest
+
+
+def _interrupted(url: str, part: Path, total: int | None) -> DownloadError:
+    size = part.stat().st_size if part.exists() else 0
+    return DownloadError(
+        f"download of {url} was interrupted after {size} of {total or '?'} bytes; the partial file "
+        f"{part} is kept: run the same command again to resume"
+    )

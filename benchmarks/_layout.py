@@ -1,0 +1,190 @@
+"""The shape every built-in layout shares: mmsegmentation's ``CustomDataset`` file enumeration, the
+errors that say what is missing and how to get it, and the official archives behind a layout.
+
+mmsegmentation 0.27 finds pairs in one of two ways, and so do we: with a split file, each stripped
+line ``id`` gives ``img_dir/<id><img_suffix>`` and ``ann_dir/<id><seg_suffix>`` in file order;
+without one, ``img_dir`` is scanned recursively for ``*<img_suffix>`` and the pairs are sorted by
+relative path. Unlike mmsegmentation we check that every listed file exists, so an incomplete
+dataset fails before evaluation starts instead of in the middle of it.
+"""
+
+from __future__ import annotations
+
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from textseg.benchmark import DatasetLayout, Sample
+from textseg.download import DownloadError, download
+from textseg.errors import DatasetNotFoundError, TextsegError
+from textseg.io import file_digest
+
+from ._files import note, read_ids
+
+#: How many missing paths or folder entries an error message shows.
+SHOW = 5
+
+
+@dataclass(frozen=True)
+class Archive:
+    """One official download. ``extract_to`` is the folder under the downloads directory it unpacks
+    into (None: a plain file such as a JSON); ``members`` keeps only members inside a folder of
+    that name (e.g. only ``val2017`` of a train+val archive)."""
+
+    filename: str
+    url: str
+    extract_to: str | None = "."
+    md5: str | None = None
+    sha256: str | None = None
+    sha1: str | None = None
+    members: str | None = None
+
+    def fetch(self, raw: Path, mirror: str | None = None) -> Path:
+        """Download (resumably) into ``raw`` and verify every checksum we know; returns the file."""
+        url = f"{mirror.rstrip('/')}/{self.filename}" if mirror else self.url
+        dest = raw / self.filename
+        if not (self.md5 or self.sha256 or self.sha1):
+            note(f"note: {self.filename} has no published checksum; it is downloaded unverified")
+        download(url, dest, sha256=self.sha256, md5=self.md5)
+        if self.sha1 and file_digest(dest, "sha1") != self.sha1:
+            dest.unlink()
+            raise DownloadError(f"{url}: sha1 does not match {self.sha1}; the file was removed")
+        return dest
+
+    def marker(self, raw: Path) -> Path:
+        return raw / (self.extract_to or ".") / f".{self.filename}.extracted"
+
+    def extract(self, raw: Path) -> None:
+        """Unpack ``raw/<filename>`` once (a marker file records a finished extraction)."""
+        archive = raw / self.filename
+        if self.extract_to is None or self.marker(raw).exists() or not archive.exists():
+            return
+        target = raw / self.extract_to
+        target.mkdir(parents=True, exist_ok=True)
+        bar = tqdm(desc=f"extract {self.filename}", unit="file")
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as handle:
+                for name in filter(self._wanted, handle.namelist()):
+                    handle.extract(name, target)  # drops '..' and absolute parts
+                    bar.update()
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as handle:  # streamed: a 2 GB tar is read once
+                for member in handle:
+                    if self._wanted(member.name):
+                        handle.extract(member, target, filter="data")
+                        bar.update()
+        else:
+            raise TextsegError(f"{archive} is neither a zip nor a tar archive; delete it and download again")
+        bar.close()
+        if not bar.n:
+            folder = f" under a {self.members!r} folder" if self.members else ""
+            raise TextsegError(f"{archive} has no members{folder}; is it the right file?")
+        self.marker(raw).touch()
+
+    def _wanted(self, name: str) -> bool:
+        return self.members is None or self.members in Path(name).parts[:-1]
+
+
+def describe_nearest(path: Path) -> str:
+    """What exists closest to a missing ``path``: its nearest existing ancestor and some entries."""
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"nothing at {path}"
+    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in parent.iterdir())
+    more = f", ... ({len(entries)} entries)" if len(entries) > SHOW else ""
+    listing = ", ".join(entries[:SHOW]) + more if entries else "nothing"
+    return f"{parent}/ holds: {listing}"
+
+
+@dataclass(frozen=True)
+class FolderLayout(DatasetLayout):
+    """A layout enumerated as mmsegmentation's ``CustomDataset`` does (module docstring)."""
+
+    benchmark: str
+    title: str
+    base: str
+    img_dir: str
+    ann_dir: str
+    img_suffix: str
+    seg_suffix: str
+    split_file: str | None
+    raw_hint: str
+    archives: tuple[Archive, ...] = ()
+
+    def find(self, root: Path) -> list[Sample]:
+        base = Path(root) / self.base
+        images = base / self.img_dir
+        if self.split_file is not None:
+            split = base / self.split_file
+            if not split.is_file():
+                raise self.not_found(root, f"no split file {split}", describe_nearest(split))
+            ids = read_ids(split)
+        else:
+            if not images.is_dir():
+                raise self.not_found(root, f"no image folder {images}", describe_nearest(images))
+            ids = sorted(str(p.relative_to(images))[: -len(self.img_suffix)] for p in self._scan(images))
+        if not ids:
+            where = split if self.split_file is not None else images
+            raise self.not_found(root, f"{where} lists no samples", describe_nearest(where))
+        samples = [
+            Sample(i, images / f"{i}{self.img_suffix}", base / self.ann_dir / f"{i}{self.seg_suffix}")
+            for i in ids
+        ]
+        missing = [p for s in samples for p in (s.image, s.label) if not p.is_file()]
+        if missing:
+            shown = "\n".join(f"  {p}" for p in missing[:SHOW])
+            raise self.not_found(
+                root,
+                f"the dataset is incomplete: {len(missing)} of {2 * len(samples)} image/label files are "
+                f"missing, e.g.\n{shown}",
+                describe_nearest(missing[0]),
+            )
+        return samples
+
+    def _scan(self, images: Path) -> list[Path]:
+        return [p for p in images.rglob(f"*{self.img_suffix}") if p.is_file()]
+
+    def expected(self, root: Path) -> list[str]:
+        """The paths a complete layout has (for error messages)."""
+        base = Path(root) / self.base
+        listed = [str(base / self.split_file)] if self.split_file else []
+        return [
+            *listed,
+            str(base / self.img_dir / f"<id>{self.img_suffix}"),
+            str(base / self.ann_dir / f"<id>{self.seg_suffix}"),
+        ]
+
+    def fix_commands(self, root: Path) -> list[str]:
+        """The commands that build this layout under ``root``."""
+        commands = [f"textseg data download {self.benchmark} --out {root}"] if self.archives else []
+        commands.append(f"textseg data prepare {self.benchmark} --raw <{self.raw_hint}> --out {root}")
+        return commands
+
+    def not_found(self, root: Path, problem: str, found: str) -> DatasetNotFoundError:
+        lines = [
+            f"{self.benchmark} ({self.title}) under data root {root}: {problem}",
+            "expected:",
+            *(f"  {p}" for p in self.expected(root)),
+            f"found: {found}",
+            "to get it:",
+            *(f"  {c}" for c in self.fix_commands(root)),
+            "or point --data-root (or $TEXTSEG_DATA) at the folder that holds it.",
+        ]
+        return DatasetNotFoundError("\n".join(lines))
+
+    def download(self, raw: Path, mirror: str | None = None) -> None:
+        if not self.archives:
+            return super().download(raw, mirror)
+        for archive in self.archives:
+            archive.fetch(raw, mirror)
+            archive.extract(raw)
+
+    def extract_archives(self, raw: Path) -> None:
+        """Unpack any official archive lying in ``raw`` that is not unpacked yet."""
+        for archive in self.archives:
+            archive.extract(raw)

@@ -1,0 +1,56 @@
+"""Class-name files and the one constructor every built-in benchmark goes through.
+
+``classnames/<benchmark>.txt`` holds the names the TCL protocol prompts with, one per line in label
+order, exactly as mmsegmentation 0.27's ``CLASSES`` (and TCL's two custom datasets) spell them.
+``classnames/sclip/<benchmark>.txt`` are the SCLIP family's ``configs/cls_*.txt`` files byte for
+byte (no final newline; a line's names are ``", "``-separated; ``'wood '`` in Context60 keeps its
+space as SCLIP queries it).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from textseg.benchmark import BenchmarkSpec
+
+from ._layout import FolderLayout
+
+VERSION = "1"
+
+
+def _lines(relative: str) -> tuple[str, ...]:
+    text = resources.files(__package__).joinpath("classnames", relative).read_text(encoding="utf-8")
+    # Only the line break is removed: a trailing space is part of a name where the protocol has one.
+    return tuple(text.removesuffix("\n").split("\n"))
+
+
+def class_names(benchmark: str) -> tuple[str, ...]:
+    return _lines(f"{benchmark}.txt")
+
+
+def sclip_names(benchmark: str) -> tuple[str, ...]:
+    return _lines(f"sclip/{benchmark}.txt")
+
+
+def builtin(
+    name: str,
+    summary: str,
+    layout: FolderLayout,
+    split_size: int,
+    background: bool = False,
+    reduce_zero_label: bool = False,
+) -> BenchmarkSpec:
+    """A built-in benchmark: names from the files above, ignore index 255, version 1."""
+    return BenchmarkSpec(
+        name=name,
+        version=VERSION,
+        summary=summary,
+        classes=class_names(name),
+        background=background,
+        layout=layout,
+        reduce_zero_label=reduce_zero_label,
+        split_size=split_size,
+        synonyms={"sclip": sclip_names(name)},
+        data_hint=" or ".join(layout.fix_commands(Path("<data root>"))),
+    )
