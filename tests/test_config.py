@@ -89,3 +89,11 @@ def test_spec_resolve_layers_preset_benchmark_and_overrides() -> None:
     assert spec.resolve("paper", benchmark="ade20k").model.steps == 10
     with pytest.raises(ConfigError, match=r"no preset 'papr'.*Did you mean paper"):
         spec.resolve("papr")
+
+
+def test_vocabulary_keeps_names_verbatim() -> None:
+    from textseg.api import Vocabulary
+
+    vocab = Vocabulary.from_names(["bed ", "sky, wall", "wood "])
+    assert vocab.classes == (("bed ",), ("sky", "wall"), ("wood ",))
+    assert vocab.name_to_class == (0, 1, 1, 2)

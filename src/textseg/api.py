@@ -54,9 +54,13 @@ class Vocabulary:
         templates: Sequence[str] = ("a photo of a {}.",),
         background_query: bool = False,
     ) -> Vocabulary:
-        """Build from class names; a string holding ``", "`` is split into synonyms."""
+        """Build from class names; a string holding ``", "`` is split into synonyms.
+
+        Names are kept verbatim, whitespace included: the official code formats them into the
+        templates as they are (ADE20K's ``'bed '`` gives TCL the prompt ``"a photo of bed s."``).
+        """
         classes = tuple(
-            tuple(n.strip() for n in (name.split(", ") if isinstance(name, str) else name) if n.strip())
+            tuple(n for n in (name.split(", ") if isinstance(name, str) else name) if n.strip())
             for name in names
         )
         return cls(classes, tuple(templates), background_query)
