@@ -14,6 +14,7 @@ from textseg.clip import CLIPBackbone, backbone_state, load_clip
 from textseg.clip.openai_format import hf_to_openai, openai_to_hf, read_openai_file
 from textseg.errors import WeightsError
 from textseg.testing.tiny_clip import ensure_tiny_clip
+from textseg.weights import read_state_dict
 
 
 def _module_tree(state: dict[str, torch.Tensor]) -> nn.Module:
@@ -129,3 +130,27 @@ def test_bad_files_raise_clear_errors(tmp_path: Path) -> None:
         openai_to_hf({**random_openai_state(layers=1), "visual.extra": torch.zeros(1)})
     with pytest.raises(WeightsError, match="cannot load CLIP"):
         load_clip(str(tmp_path / "no-such-folder"))
+
+
+class _Exploit:
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self) -> tuple:
+        import os
+
+        return (os.system, (f"touch {self.target}",))
+
+
+def test_torchscript_reader_never_runs_code_from_the_archive(tmp_path: Path) -> None:
+    import pickle
+    import zipfile
+
+    target = tmp_path / "pwned"
+    archive = tmp_path / "evil.pt"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("evil/constants.pkl", pickle.dumps(()))
+        zf.writestr("evil/data.pkl", pickle.dumps({"x": _Exploit(target)}))
+    with pytest.raises(WeightsError, match="no tensors"):
+        read_state_dict(archive)
+    assert not target.exists()

@@ -2,9 +2,9 @@
 
 OpenAI's files use the original module names (``visual.transformer.resblocks.N.attn.in_proj_weight``,
 ``mlp.c_fc``, ``ln_post``, ``proj``, ``token_embedding``, ``text_projection``, ...) and the released
-ones are TorchScript archives. ``torch.jit.load`` would run the archive's code; :func:`read_openai_file`
-instead unpickles only the tensors and the module tree that holds them (nothing executable is
-imported), and plain ``torch.save``-d state dicts go through :func:`textseg.weights.read_state_dict`.
+ones are TorchScript archives, which :func:`read_openai_file` reads without running them
+(:mod:`textseg.torchscript`, through :func:`textseg.weights.read_state_dict`, which also takes plain
+``torch.save``-d state dicts).
 
 The conversion to transformers' ``CLIPModel`` names is exact (splitting ``in_proj`` into q/k/v,
 transposing ``proj`` and ``text_projection``; see ``transformers``'
@@ -15,10 +15,7 @@ Only ViT image towers are supported (no ResNet CLIP).
 from __future__ import annotations
 
 import math
-import pickle
 import re
-import zipfile
-from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -194,125 +191,12 @@ def config_from_openai(state: Mapping[str, Tensor], head_width: int = 64):
     return CLIPConfig(text_config=text_config, vision_config=vision_config, projection_dim=projection_dim)
 
 
-# -- reading files -----------------------------------------------------------------------------------
-_STORAGE_DTYPES = {
-    "HalfStorage": torch.float16,
-    "FloatStorage": torch.float32,
-    "DoubleStorage": torch.float64,
-    "BFloat16Storage": torch.bfloat16,
-    "LongStorage": torch.int64,
-    "IntStorage": torch.int32,
-    "ShortStorage": torch.int16,
-    "CharStorage": torch.int8,
-    "ByteStorage": torch.uint8,
-    "BoolStorage": torch.bool,
-}
-
-
-class _StorageType:
-    def __init__(self, dtype: torch.dtype) -> None:
-        self.dtype = dtype
-
-
-class _ScriptObject:
-    """Stands in for a TorchScript module (or any other object) of the archive: keeps its state only."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.state: dict[str, Any] = {}
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state if isinstance(state, dict) else {}
-
-
-def _rebuild_tensor(storage: Tensor, offset: int, size: Any, stride: Any, *args: Any) -> Tensor:
-    return storage.as_strided(tuple(size), tuple(stride), offset).clone()
-
-
-def _passthrough(value: Any, *args: Any) -> Any:
-    return value
-
-
-class _ArchiveUnpickler(pickle.Unpickler):
-    """Rebuilds tensors from the archive's storages; every class becomes a state-only placeholder."""
-
-    def __init__(self, data: bytes, archive: zipfile.ZipFile, root: str) -> None:
-        import io
-
-        super().__init__(io.BytesIO(data))
-        self.archive = archive
-        self.root = root
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "collections" and name == "OrderedDict":
-            return OrderedDict
-        if module == "torch._utils" and name == "_rebuild_tensor_v2":
-            return _rebuild_tensor
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(_STORAGE_DTYPES[name])
-        if module == "torch.jit._pickle" and name.startswith(("build_", "restore_type_tag")):
-            return _passthrough
-        return _ScriptObject
-
-    def persistent_load(self, pid: Any) -> Tensor:
-        kind, storage_type, key, _location, numel = pid
-        if kind != "storage" or not isinstance(storage_type, _StorageType):
-            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
-        raw = bytearray(self.archive.read(f"{self.root}data/{key}"))
-        return (
-            torch.frombuffer(raw, dtype=storage_type.dtype, count=numel)
-            if numel
-            else torch.empty(0, dtype=storage_type.dtype)
-        )
-
-
-def _collect(obj: Any, prefix: str, out: dict[str, Tensor], seen: set[int]) -> None:
-    if isinstance(obj, Tensor):
-        out[prefix] = obj
-    elif isinstance(obj, _ScriptObject) and id(obj) not in seen:
-        seen.add(id(obj))
-        for name, value in obj.state.items():
-            _collect(value, f"{prefix}.{name}" if prefix else str(name), out, seen)
-
-
-def torchscript_root(path: Path) -> str | None:
-    """The archive's top folder (``"ViT-B-16/"``) if ``path`` is a TorchScript archive, else None."""
-    if not zipfile.is_zipfile(path):
-        return None
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-    for name in names:
-        root, _, rest = name.partition("/")
-        if rest == "constants.pkl" or rest.startswith("code/"):
-            return root + "/"
-    return None
-
-
-def read_torchscript(path: Path) -> dict[str, Tensor]:
-    """The named tensors of a TorchScript archive (module attributes joined with dots), safely."""
-    root = torchscript_root(path)
-    if root is None:
-        raise WeightsError(f"{path} is not a TorchScript archive")
-    with zipfile.ZipFile(path) as archive:
-        try:
-            obj = _ArchiveUnpickler(archive.read(f"{root}data.pkl"), archive, root).load()
-        except (pickle.UnpicklingError, KeyError, ValueError, EOFError) as exc:
-            raise WeightsError(f"{path}: cannot read the TorchScript archive ({exc})") from exc
-    tensors: dict[str, Tensor] = {}
-    _collect(obj, "", tensors, set())
-    if not tensors:
-        raise WeightsError(f"{path}: the TorchScript archive holds no tensors")
-    return tensors
-
-
 def read_openai_file(path: str | Path) -> dict[str, Tensor]:
     """The state dict of an OpenAI CLIP file (TorchScript archive or plain state dict), OpenAI names."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"no OpenAI CLIP file at {path}")
-    if torchscript_root(path) is not None:
-        state = read_torchscript(path)
-    else:
-        state, _ignored = read_state_dict(path)
+    state, _ignored = read_state_dict(path)
     if not is_openai_state_dict(state):
         raise WeightsError(
             f"{path} is not an OpenAI CLIP checkpoint (expected keys such as 'visual.conv1.weight' and "
