@@ -38,6 +38,8 @@ def backbone_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     out: dict[str, Tensor] = {}
     unknown = []
     for key, value in state.items():
+        if key.endswith(".position_ids"):  # saved by older transformers; rebuilt by the model
+            continue
         if key == "logit_scale":
             out[key] = value
             continue
