@@ -24,6 +24,7 @@ from textseg.download import download
 from textseg.errors import WeightsError
 from textseg.io import atomic_path, file_digest
 from textseg.paths import cache_dir
+from textseg.torchscript import read_torchscript, torchscript_root
 
 #: File names ``textseg train`` writes inside a checkpoint folder, in order of preference.
 WEIGHTS_FILENAMES = ("weights.safetensors", "model.safetensors", "pytorch_model.bin")
@@ -107,6 +108,8 @@ def read_state_dict(path: Path) -> tuple[dict[str, Tensor], list[str]]:
         from safetensors.torch import load_file
 
         return load_file(str(path)), []
+    if torchscript_root(path) is not None:  # e.g. OpenAI's CLIP releases; read without running it
+        return read_torchscript(path), []
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
         ignored: list[str] = []

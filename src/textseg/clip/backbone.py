@@ -1,0 +1,76 @@
+"""A frozen CLIP as methods hold it: an image tower, a text tower and CLIP's logit scale.
+
+A method keeps one :class:`CLIPBackbone` as a submodule (say ``self.clip``) and lists its prefix in
+``pretrained_prefixes``, so saved checkpoints leave CLIP out. Its state-dict keys are
+``vision.transformer.*``, ``vision.projection.weight``, ``text.transformer.*``,
+``text.projection.weight`` and ``logit_scale``; :func:`backbone_state` maps a transformers or
+OpenAI CLIP state dict onto them, which is what a training-free method's ``convert_checkpoint``
+needs to accept ``--weights`` pointing at CLIP weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from torch import Tensor, nn
+
+from textseg.clip.loading import DEFAULT_CLIP, load_clip
+from textseg.clip.openai_format import is_openai_state_dict, openai_to_hf
+from textseg.clip.text import TextTower
+from textseg.clip.text_cache import TextEmbeddingCache
+from textseg.clip.vision import VisionTower
+from textseg.errors import WeightsError
+from textseg.paths import cache_dir
+
+#: transformers ``CLIPModel`` prefix -> backbone prefix.
+_PREFIXES = (
+    ("vision_model.", "vision.transformer."),
+    ("visual_projection.", "vision.projection."),
+    ("text_model.", "text.transformer."),
+    ("text_projection.", "text.projection."),
+)
+
+
+def backbone_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """A transformers or OpenAI CLIP state dict, renamed to :class:`CLIPBackbone` keys."""
+    if is_openai_state_dict(state):
+        state = openai_to_hf(state)
+    out: dict[str, Tensor] = {}
+    unknown = []
+    for key, value in state.items():
+        if key.endswith(".position_ids"):  # saved by older transformers; rebuilt by the model
+            continue
+        if key == "logit_scale":
+            out[key] = value
+            continue
+        for hf, ours in _PREFIXES:
+            if key.startswith(hf):
+                out[ours + key[len(hf) :]] = value
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        raise WeightsError(f"not a CLIP state dict: {len(unknown)} keys such as {unknown[:5]} fit nowhere")
+    return out
+
+
+class CLIPBackbone(nn.Module):
+    """``vision`` (:class:`VisionTower`), ``text`` (:class:`TextTower`) and ``logit_scale``."""
+
+    def __init__(self, model: nn.Module, tokenizer, text_cache: TextEmbeddingCache | None = None) -> None:
+        super().__init__()
+        self.vision = VisionTower(model.vision_model, model.visual_projection)
+        self.text = TextTower(model.text_model, model.text_projection, tokenizer, text_cache)
+        self.logit_scale = model.logit_scale
+
+    @classmethod
+    def load(
+        cls, source: str = DEFAULT_CLIP, tokenizer: str | None = None, text_cache: bool = True
+    ) -> CLIPBackbone:
+        """Load from a hub id, folder, OpenAI file or ``tiny`` (see :func:`textseg.clip.load_clip`).
+
+        ``text_cache`` keeps class embeddings under ``$TEXTSEG_CACHE/text-embeddings``.
+        """
+        model, tok = load_clip(source, tokenizer)
+        cache = TextEmbeddingCache(cache_dir() / "text-embeddings") if text_cache else None
+        return cls(model, tok, cache).eval().requires_grad_(False)

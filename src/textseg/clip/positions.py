@@ -1,0 +1,58 @@
+"""Positional embeddings for any patch grid, interpolated the way each family's official code does.
+
+Both modes resize the stored ``g x g`` patch table bicubically (``align_corners=False``) and keep
+the class token's row unchanged and first; they differ in how the output grid is specified, which
+moves the sampling positions:
+
+* ``size`` — ``F.interpolate(size=(h, w))``: TCL (``sclip/model.py::interpolate_pos_emb``),
+  official MaskCLIP (mmseg ``resize_pos_embed``) and transformers' ``interpolate_pos_encoding``.
+  Source position of output row ``i``: ``(i + 0.5) * g / h - 0.5``.
+* ``scale`` — ``F.interpolate(scale_factor=((h + 0.1) / g, (w + 0.1) / g))`` with the given
+  factor used for sampling (DINO's trick): SCLIP, ClearCLIP, NACLIP. Source position:
+  ``(i + 0.5) * g / (h + 0.1) - 0.5``.
+
+Both return the stored table untouched when the grid is the training grid.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from textseg.errors import ConfigError
+
+PositionMode = Literal["size", "scale"]
+POSITION_MODES: tuple[str, ...] = ("size", "scale")
+
+
+def interpolate_positions(table: Tensor, grid: tuple[int, int], mode: PositionMode = "size") -> Tensor:
+    """``table`` ``[1 + g*g, C]`` (class token first) -> ``[1 + h*w, C]`` for the patch grid ``(h, w)``."""
+    if mode not in POSITION_MODES:
+        raise ConfigError(f"unknown position interpolation {mode!r}; use one of {', '.join(POSITION_MODES)}")
+    h, w = grid
+    side = math.isqrt(table.shape[0] - 1)
+    if side * side != table.shape[0] - 1:
+        raise ValueError(f"a position table of {table.shape[0]} rows is not 1 + a square grid")
+    if (h, w) == (side, side):
+        return table
+    cls, patches = table[:1], table[1:]
+    dim = table.shape[1]
+    patches = (
+        patches.to(torch.promote_types(table.dtype, torch.float32))
+        .reshape(1, side, side, dim)
+        .permute(0, 3, 1, 2)
+    )
+    if mode == "size":
+        resized = F.interpolate(patches, size=(h, w), mode="bicubic", align_corners=False)
+    else:
+        factor = ((h + 0.1) / side, (w + 0.1) / side)
+        resized = F.interpolate(
+            patches, scale_factor=factor, mode="bicubic", align_corners=False, recompute_scale_factor=False
+        )
+    assert resized.shape[-2:] == (h, w), f"interpolated to {tuple(resized.shape[-2:])}, wanted {(h, w)}"
+    resized = resized.permute(0, 2, 3, 1).reshape(h * w, dim).to(table.dtype)
+    return torch.cat([cls, resized], dim=0)

@@ -1,0 +1,138 @@
+"""``textseg predict``: segment one image with free-form class names; write an overlay and a label map.
+
+The image is resized and normalised as the method's protocol says, scored in one whole-image
+``segment`` call, upsampled to the image's size, post-processed, given a background channel at the
+method's threshold (``--background``, the default) and reduced with argmax.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from textseg.evaluation.protocol import Protocol
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="segment one image with free-form class names",
+        description=(
+            "Segment one image with any class names. Classes are comma-separated; give a class several "
+            "names with '|' (e.g. 'car|automobile, dog, grass'), it scores the best of them."
+        ),
+    )
+    parser.add_argument("--method", required=True, help="a registered method (see `textseg list methods`)")
+    parser.add_argument("--weights", help="a released checkpoint name, a weights file or a checkpoint folder")
+    parser.add_argument("--preset", help="the method's preset (default: its default preset)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting (repeatable)"
+    )
+    parser.add_argument("--image", required=True, type=Path, help="the image to segment")
+    parser.add_argument(
+        "--classes", required=True, help='comma-separated class names, e.g. "cat, dog, grass"'
+    )
+    parser.add_argument("--templates", help="prompt template set (default: the protocol's)")
+    parser.add_argument(
+        "--out", type=Path, help="overlay PNG to write (default: <image name>_overlay.png here)"
+    )
+    parser.add_argument("--labels", type=Path, help="also write the raw label map (palette PNG) here")
+    parser.add_argument(
+        "--background",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="label pixels whose every class scores below the method's bg_thresh as background (default: on)",
+    )
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.set_defaults(run=run)
+
+
+def parse_classes(text: str) -> list[tuple[str, ...]]:
+    """``"car|automobile, dog"`` -> ``[("car", "automobile"), ("dog",)]``."""
+    from textseg.errors import ConfigError
+
+    classes = [tuple(n.strip() for n in item.split("|") if n.strip()) for item in text.split(",")]
+    classes = [names for names in classes if names]
+    if not classes:
+        raise ConfigError(f"--classes {text!r} names no class; give them comma-separated, e.g. 'cat, dog'")
+    return classes
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image, UnidentifiedImageError
+
+    from textseg.api import Vocabulary
+    from textseg.config import parse_assignments
+    from textseg.errors import TextsegError
+    from textseg.overlay import class_colours, render_overlay, save_label_map, save_png
+    from textseg.registry import METHODS, PROTOCOLS
+    from textseg.text.templates import get_templates
+    from textseg.weights import load_weights
+
+    spec = METHODS.get(args.method)
+    resolved = spec.resolve(args.preset, parse_assignments(args.set))
+    protocol = PROTOCOLS.get(resolved.protocol)
+    classes = parse_classes(args.classes)
+    vocab = Vocabulary(tuple(classes), get_templates(args.templates or protocol.templates))
+    try:
+        with Image.open(args.image) as img:
+            image = np.asarray(img.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise TextsegError(f"--image {args.image}: cannot read it as an image ({exc})") from exc
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    method = spec.build(resolved.model)
+    if args.weights:
+        load_weights(method, spec, args.weights)
+    method.to(device).eval()
+    threshold = method.background_threshold() if args.background else None
+
+    inputs = preprocess(image, protocol).to(device)
+    with torch.no_grad():
+        text = method.encode_vocabulary(vocab)
+        scores = method.segment(inputs, text)
+        scores = F.interpolate(scores.float(), image.shape[:2], mode="bilinear", align_corners=False)
+        scores = method.postprocess(scores, inputs, text)
+        if threshold is not None:
+            scores = torch.cat([torch.full_like(scores[:, :1], threshold), scores], dim=1)
+        labels = scores.argmax(dim=1)[0].cpu().numpy().astype(np.int64)
+
+    names = (["background"] if threshold is not None else []) + [c[0] for c in classes]
+    colours = class_colours(len(names), background=threshold is not None)
+    out = args.out or Path(f"{args.image.stem}_overlay.png")
+    save_png(render_overlay(image, labels, names, colours), out)
+    print(f"overlay: {out}")
+    if args.labels:
+        save_label_map(labels, names, colours, args.labels)
+        print(f"labels:  {args.labels} (pixel value = index in {names})")
+    counts = np.bincount(labels.ravel(), minlength=len(names))
+    for index in np.argsort(-counts, kind="stable"):
+        if counts[index]:
+            print(f"  {names[index]:<24} {100 * counts[index] / labels.size:5.1f}%")
+    return 0
+
+
+def preprocess(image: np.ndarray, protocol: Protocol) -> torch.Tensor:
+    """Resize (keep ratio: short side ``short_side``, long side at most ``max_long_side``) and normalise.
+
+    mmcv's rounding rule ``int(x * scale + 0.5)``; PIL bilinear resampling on the uint8 image.
+    """
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    scale = min(protocol.max_long_side / max(height, width), protocol.short_side / min(height, width))
+    size = (int(width * scale + 0.5), int(height * scale + 0.5))
+    resized = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+    mean = np.asarray(protocol.mean, dtype=np.float32)
+    std = np.asarray(protocol.std, dtype=np.float32)
+    return torch.from_numpy((resized - mean) / std).permute(2, 0, 1).unsqueeze(0)
