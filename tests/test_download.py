@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from textseg.benchmarks._layout import Archive
 
+from textseg.benchmarks._layout import Archive
 from textseg.cli import main
 from textseg.download import DownloadError, download
 from textseg.registry import BENCHMARKS
