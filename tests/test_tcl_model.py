@@ -184,6 +184,49 @@ def test_decoder_only_phase_then_the_block_trains_with_the_same_optimizer() -> N
     assert all(torch.equal(frozen_clip[n], p) for n, p in method.clip.named_parameters())
 
 
+def test_training_step_wires_each_loss_to_the_right_masks() -> None:
+    """Every term rebuilt from the pieces, with the same Gumbel noise (the only random draw)."""
+    method = SPEC.create("tiny", {"area_w": 0.8})
+    _perturb(method, seed=4)
+    batch = _batch(method)
+    torch.manual_seed(7)
+    got = method.training_step(batch)
+    images, ids = batch["image"], batch["text"]
+    vision = method.clip.vision
+    with torch.no_grad():
+        tokens, grid = vision.tokens_before_last(images)
+        text = method.clip.text.encode(ids)
+        embedding = method.grounder(tokens, grid)
+        cos = torch.einsum("bchw,nc->bnhw", F.normalize(embedding, dim=1), F.normalize(text, dim=-1))
+        logits = cos * method.sim2mask.w + method.sim2mask.b
+        soft = torch.sigmoid(logits)
+        torch.manual_seed(7)
+        u = torch.rand_like(logits)
+        hard = (torch.sigmoid(logits + torch.log(u / (1 - u))) > 0.5).float()
+        rows = torch.arange(4)
+        paired = torch.eye(4, dtype=torch.bool)
+        weight = soft / (soft.sum((2, 3), keepdim=True) + 1e-6)
+        pooled = torch.einsum("bchw,bnhw->bnc", embedding, weight)
+        masked = F.interpolate(hard[rows, rows].unsqueeze(1), (96, 96), mode="nearest") * images
+        expected = {
+            "area_loss": 0.8 * (soft[rows, rows].mean() - 0.4).abs(),
+            "neg_area_loss": 0.8 * soft[~paired].mean(),
+            "tv_img_loss": (embedding[..., 1:] - embedding[..., :-1]).abs().mean()
+            + (embedding[..., 1:, :] - embedding[..., :-1, :]).abs().mean(),
+            "tv_mask_loss": (soft[..., 1:] - soft[..., :-1]).abs().mean()
+            + (soft[..., 1:, :] - soft[..., :-1, :]).abs().mean(),
+            "tclf_loss": 0.1 * method.feature_loss(pooled, text),
+            "tcli_loss": 0.1 * method.image_loss(vision.global_embedding(masked), text),
+        }
+    assert set(got) == {"loss", *expected}
+    for name, value in expected.items():
+        torch.testing.assert_close(got[name], value, msg=name)
+    assert 0 < hard[rows, rows].mean() < 1  # the masks are not trivially all on or all off
+    # a term with weight 0 is left out
+    without_tv = SPEC.create("tiny", {"tv_w": 0}).training_step(batch)
+    assert "tv_img_loss" not in without_tv and "tv_mask_loss" not in without_tv
+
+
 def test_training_needs_two_texts() -> None:
     method = SPEC.create("tiny")
     with pytest.raises(Exception, match="global batch >= 2"):

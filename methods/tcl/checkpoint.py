@@ -42,11 +42,14 @@ _DECODER = re.compile(
     r"masker\.image_encoder\.decoder\.decoder\.net\.(?P<stage>\d+)\.(?P<conv>conv2?)\."
     r"(?P<leaf>norm\.weight|norm\.bias|conv\.weight|conv\.bias|gate\.gate)"
 )
-_RENAMES = {
+_MASKER = {
     "masker.image_encoder.decoder.image_proj.ln.weight": "grounder.post_layernorm.weight",
     "masker.image_encoder.decoder.image_proj.ln.bias": "grounder.post_layernorm.bias",
     "masker.sim2mask.w": "sim2mask.w",
     "masker.sim2mask.b": "sim2mask.b",
+}
+#: Trained only; a release may leave them out (then our initial values stay).
+_LOSSES = {
     "tcli_loss.logit_scale": "image_loss.logit_scale",
     "tclf_loss.logit_scale": "feature_loss.logit_scale",
 }
@@ -58,8 +61,6 @@ _CLIP = (
     ("clip_image_encoder.clip_proj.proj", "visual.proj"),
     ("clip_text_encoder.", ""),
 )
-#: Trained only; a release may leave them out.
-_OPTIONAL = ("image_loss.logit_scale", "feature_loss.logit_scale")
 
 
 def _listing(keys: list[str], limit: int = 25) -> str:
@@ -67,16 +68,18 @@ def _listing(keys: list[str], limit: int = 25) -> str:
     return "\n  " + "\n  ".join(keys[:limit]) + more
 
 
-def convert_checkpoint(state: Mapping[str, Tensor], method: SegMethod) -> dict[str, Tensor]:
-    """An official TCL state dict -> this implementation's keys (see the module docstring)."""
-    block_prefix = _BLOCK.format(index=len(method.clip.vision.layers) - 1)
+def convert_masker(state: Mapping[str, Tensor], vision_layers: int) -> tuple[dict[str, Tensor], list[str]]:
+    """The official ``masker.*`` keys -> ``grounder.*`` / ``sim2mask.*`` (TCL's and CoDe's layout);
+    the keys that are not the masker's are returned unconverted for the caller to place.
+
+    ``vision_layers`` is the number of blocks of the loaded CLIP: the copied block is the last one.
+    Keys that start like the copied block but are not block weights are left over too.
+    """
+    block_prefix = _BLOCK.format(index=vision_layers - 1)
     out: dict[str, Tensor] = {}
     block: dict[str, Tensor] = {}
-    clip: dict[str, Tensor] = {}
-    unknown: list[str] = []
+    others: list[str] = []
     for key, value in state.items():
-        if key.startswith("pamr."):
-            continue
         if key.startswith(block_prefix):
             block[key[len(block_prefix) :]] = value
         elif match := _DECODER.fullmatch(key):
@@ -84,20 +87,35 @@ def convert_checkpoint(state: Mapping[str, Tensor], method: SegMethod) -> dict[s
             out[f"grounder.decoder.stages.{match['stage']}.convs.{branch}.{match['leaf']}"] = value
         elif key == _PROJ:
             out["grounder.projection.weight"] = value.t().contiguous()
-        elif key in _RENAMES:
-            out[_RENAMES[key]] = value
-        elif prefix := next(((o, n) for o, n in _CLIP if key.startswith(o)), None):
-            clip[prefix[1] + key[len(prefix[0]) :]] = value
+        elif key in _MASKER:
+            out[_MASKER[key]] = value
         else:
-            unknown.append(key)
+            others.append(key)
     converted, not_block = openai_block_to_hf(block)
     out.update({f"grounder.block.{name}": value for name, value in converted.items()})
-    unknown += [block_prefix + name for name in not_block]
+    return out, others + [block_prefix + name for name in not_block]
+
+
+def convert_checkpoint(state: Mapping[str, Tensor], method: SegMethod) -> dict[str, Tensor]:
+    """An official TCL state dict -> this implementation's keys (see the module docstring)."""
+    layers = len(method.clip.vision.layers)
+    out, others = convert_masker(state, layers)
+    clip: dict[str, Tensor] = {}
+    unknown: list[str] = []
+    for key in others:
+        if key.startswith("pamr."):
+            continue
+        if key in _LOSSES:
+            out[_LOSSES[key]] = state[key]
+        elif prefix := next(((o, n) for o, n in _CLIP if key.startswith(o)), None):
+            clip[prefix[1] + key[len(prefix[0]) :]] = state[key]
+        else:
+            unknown.append(key)
     if unknown:
         raise WeightsError(
-            f"{len(unknown)} keys of the official TCL checkpoint fit nowhere in this TCL "
-            f"(its CLIP has {len(method.clip.vision.layers)} vision blocks, so the copied block is "
-            f"'{block_prefix}*'):{_listing(sorted(unknown))}"
+            f"{len(unknown)} keys of the official TCL checkpoint fit nowhere in this TCL (its CLIP has "
+            f"{layers} vision blocks, so the copied block is '{_BLOCK.format(index=layers - 1)}*'):"
+            f"{_listing(sorted(unknown))}"
         )
     if clip:
         if not is_openai_state_dict(clip):
@@ -107,5 +125,5 @@ def convert_checkpoint(state: Mapping[str, Tensor], method: SegMethod) -> dict[s
             )
         out.update({f"clip.{name}": value for name, value in backbone_state(clip).items()})
     own = method.state_dict()
-    out.update({name: own[name] for name in _OPTIONAL if name not in out})
+    out.update({name: own[name] for name in _LOSSES.values() if name not in out})
     return out

@@ -7,7 +7,7 @@ two contrastive losses' temperatures. Official code: kakaobrain/tcl ``models/tcl
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -29,6 +29,16 @@ from textseg.text.synonyms import max_over_names
 
 #: The parameters frozen during the decoder-only ("UST") phase: the copied last block.
 STAGED_PREFIX = "grounder.block."
+
+
+def decay_groups(named: Iterable[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict[str, Any]]:
+    """TCL's (and CoDe's) rule, ``utils/optimizer.py``: no decay for 1-D parameters and names ending
+    in ``.bias``; everything else is decayed — including 0-dim parameters (gates, ``sim2mask.w/b``,
+    logit scales), whose shape is not 1-D and whose names do not end in ``.bias``."""
+    decay, no_decay = [], []
+    for name, param in named:
+        (no_decay if param.ndim == 1 or name.endswith(".bias") else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 class TCL(SegMethod):
@@ -68,15 +78,19 @@ class TCL(SegMethod):
         embeddings = self.clip.text.encode_classes(vocab.names, vocab.templates, self.config.text_average)
         return TextState(vocab, embeddings)
 
-    def _masks_and_kp(self, padded: Tensor, text: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Grounder soft masks at 1/4 resolution and, if kp is on, the frozen CLIP's cosine map."""
+    def masks_and_kp(
+        self, padded: Tensor, text: Tensor, kp_text: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Soft masks at 1/4 resolution for ``text`` and, if kp is on, the frozen CLIP's cosine map
+        with ``kp_text`` (default: ``text``; CoDe embeds the two differently)."""
         vision = self.clip.vision
         tokens, grid = vision.tokens_before_last(padded, self.config.positions)
         _, soft = self.sim2mask(cosine_map(self.grounder(tokens, grid), text), deterministic=True)
         if self.kp is None:
             return soft, None
         frozen = vision.run_last(tokens, grid, self.config.last_block)
-        return soft, cosine_map(vision.to_map(vision.project(frozen), grid), text)
+        kp_text = text if kp_text is None else kp_text
+        return soft, cosine_map(vision.to_map(vision.project(frozen), grid), kp_text)
 
     @torch.no_grad()
     def segment(self, images: Tensor, text: TextState) -> Tensor:
@@ -85,7 +99,7 @@ class TCL(SegMethod):
         masks = generate_masks(
             images,
             self.clip.vision.patch_size,
-            lambda padded: self._masks_and_kp(padded, embeddings),
+            lambda padded: self.masks_and_kp(padded, embeddings),
             self.pamr,
             self.kp,
         )
@@ -120,12 +134,13 @@ class TCL(SegMethod):
         embedding = self.grounder(tokens, grid)  # V^s, unnormalised [B, D, H/4, W/4]
         hard, soft = self.sim2mask(cosine_map(embedding, gather_with_grad(text)))
         masks = split_pairs(hard, soft, offset=batch_size * rank())
-        losses = {
-            "area_loss": c.area_w * area_loss(masks.soft_pos, c.pos_area),
-            "neg_area_loss": c.area_w * area_loss(masks.soft_neg, c.neg_area),
-            "tv_img_loss": c.tv_w * tv_loss(embedding),
-            "tv_mask_loss": c.tv_w * tv_loss(masks.soft_all),
-        }
+        losses: dict[str, Tensor] = {}  # a term whose weight is 0 is left out, as in TCL
+        if c.area_w:
+            losses["area_loss"] = c.area_w * area_loss(masks.soft_pos, c.pos_area)
+            losses["neg_area_loss"] = c.area_w * area_loss(masks.soft_neg, c.neg_area)
+        if c.tv_w:
+            losses["tv_img_loss"] = c.tv_w * tv_loss(embedding)
+            losses["tv_mask_loss"] = c.tv_w * tv_loss(masks.soft_all)
         if c.tcl_w:
             pooled = masked_pool(embedding, masks.soft_all)
             losses["tclf_loss"] = c.tcl_w * self.feature_loss(pooled, text)
@@ -134,6 +149,8 @@ class TCL(SegMethod):
             losses["tcli_loss"] = c.tcl_w * self.image_loss(
                 vision.global_embedding(masked, c.positions), text
             )
+        if not losses:
+            raise ConfigError("every TCL loss weight is 0 (tcl_w, area_w, tv_w): nothing to train")
         total = torch.stack(list(losses.values())).sum()
         return {"loss": total, **{name: value.detach() for name, value in losses.items()}}
 
@@ -146,19 +163,10 @@ class TCL(SegMethod):
                 yield name, param
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
-        """TCL's rule: no decay for 1-D parameters and names ending in ``.bias``; everything else —
-        including the 0-dim gates, ``sim2mask.w/b`` and the logit scales — is decayed.
-
-        The copied block is listed even while frozen, so an optimizer built at step 0 already holds
-        it when :meth:`on_train_step` unfreezes it (AdamW skips parameters without gradients).
-        """
-        decay, no_decay = [], []
-        for name, param in self.staged_parameters():
-            (no_decay if param.ndim == 1 or name.endswith(".bias") else decay).append(param)
-        return [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
+        """TCL's decay rule over :meth:`staged_parameters`. The copied block is listed even while
+        frozen, so an optimizer built at step 0 already holds it when :meth:`on_train_step`
+        unfreezes it (AdamW skips parameters without gradients)."""
+        return decay_groups(self.staged_parameters(), weight_decay)
 
     def on_train_step(self, step: int) -> None:
         """The decoder-only phase: the copied block is frozen before ``ust_steps`` and trains after.

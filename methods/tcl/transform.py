@@ -12,8 +12,9 @@ The transform holds the tokenizer and timm's transform, never a model, so it pic
 
 One incompatibility is handled here: at magnitude 10 (9 + noise, clipped) timm's
 ``PosterizeIncreasing`` asks Pillow to keep 0 bits. Pillow 9 (TCL's pin) returned a black image;
-recent Pillow (13 here) raises ``ValueError``. Such a sample (about 0.14% of them, measured) gets a
-fresh draw of the augmentation instead of crashing the run.
+recent Pillow (13 here) raises ``ValueError``. Such a sample (0.15% of them, measured by
+``scripts/randaugment_posterize_rate.py``) gets a fresh draw of the augmentation instead of
+crashing the run.
 """
 
 from __future__ import annotations
