@@ -190,7 +190,12 @@ class SegMethod(nn.Module, abc.ABC):
         return default_collate(samples)
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]] | None:
-        """Optimizer parameter groups; None lets the trainer apply its default (no decay on 1-D and bias)."""
+        """Optimizer parameter groups; None lets the trainer apply its default (no decay on 1-D and bias).
+
+        Groups cover every trainable parameter and may also hold parameters that are frozen now
+        but that :meth:`on_train_step` unfreezes later (TCL's copied block): the optimizer is built
+        once, and AdamW skips parameters without gradients. Pretrained parameters are never listed.
+        """
         return None
 
     def on_train_step(self, step: int) -> None:

@@ -94,12 +94,9 @@ def openai_to_hf(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
             unknown.append(key)
             continue
         index, _, rest = key[len(tower[0]) :].partition(".")
-        base = f"{tower[1]}{index}."
-        if rest in _BLOCK:
-            out[base + _BLOCK[rest]] = value
-        elif rest in _IN_PROJ:
-            for part, chunk in zip(("q", "k", "v"), value.chunk(3, dim=0)):
-                out[f"{base}self_attn.{part}_proj.{_IN_PROJ[rest]}"] = chunk.contiguous()
+        converted = _block_entry(rest, value)
+        if converted is not None:
+            out.update({f"{tower[1]}{index}.{name}": v for name, v in converted.items()})
         elif not key.endswith(_NOT_WEIGHTS):
             unknown.append(key)
     if unknown:
@@ -107,6 +104,36 @@ def openai_to_hf(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
             f"{len(unknown)} keys of the OpenAI CLIP state dict fit nowhere:{_listing(unknown)}"
         )
     return out
+
+
+def _block_entry(name: str, value: Tensor) -> dict[str, Tensor] | None:
+    """One key inside an OpenAI block -> its transformers key(s) and value(s); None if unknown."""
+    if name in _BLOCK:
+        return {_BLOCK[name]: value}
+    if name in _IN_PROJ:
+        return {
+            f"self_attn.{part}_proj.{_IN_PROJ[name]}": chunk.contiguous()
+            for part, chunk in zip(("q", "k", "v"), value.chunk(3, dim=0))
+        }
+    return None
+
+
+def openai_block_to_hf(state: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
+    """One residual block in OpenAI names (``ln_1.weight``, ``attn.in_proj_weight``, ...) -> the names
+    of a transformers ``CLIPEncoderLayer`` (``layer_norm1.weight``, ``self_attn.q_proj.weight``, ...),
+    and the keys that are not block weights (the caller reports them with its own prefixes).
+
+    TCL's and CoDe's checkpoints hold a trainable copy of the last vision block in OpenAI names.
+    """
+    out: dict[str, Tensor] = {}
+    unknown = []
+    for key, value in state.items():
+        converted = _block_entry(key, value)
+        if converted is None:
+            unknown.append(key)
+        else:
+            out.update(converted)
+    return out, unknown
 
 
 def hf_to_openai(state: Mapping[str, Tensor]) -> dict[str, Tensor]:

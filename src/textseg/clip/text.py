@@ -39,6 +39,18 @@ TEMPLATE_AVERAGES: tuple[str, ...] = ("raw", "unit")
 PAD_ID = 0
 
 
+def tokenize(tokenizer, texts: Sequence[str], context_length: int = 77) -> Tensor:
+    """OpenAI's ``clip.tokenize(truncate=True)`` with a transformers CLIP tokenizer, on the CPU.
+
+    A function of the tokenizer alone, so data workers can tokenise captions without a model.
+    """
+    encoded = tokenizer(list(texts), truncation=True, max_length=context_length)["input_ids"]
+    ids = torch.full((len(encoded), context_length), PAD_ID, dtype=torch.long)
+    for row, tokens in enumerate(encoded):
+        ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+    return ids
+
+
 class TextTower(nn.Module):
     """Wraps a transformers ``CLIPTextModel``/``CLIPTextTransformer``, the text projection and the tokenizer.
 
@@ -79,11 +91,7 @@ class TextTower(nn.Module):
     # -- tokens -------------------------------------------------------------------------------
     def tokenize(self, texts: Sequence[str], context_length: int | None = None) -> Tensor:
         """Token ids ``[N, context_length]``: start, text, end (kept last when truncated), zeros."""
-        length = context_length or self.context_length
-        encoded = self.tokenizer(list(texts), truncation=True, max_length=length)["input_ids"]
-        ids = torch.full((len(encoded), length), PAD_ID, dtype=torch.long)
-        for row, tokens in enumerate(encoded):
-            ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        ids = tokenize(self.tokenizer, texts, context_length or self.context_length)
         return ids.to(self.token_embedding.weight.device)
 
     def eot_positions(self, ids: Tensor) -> Tensor:

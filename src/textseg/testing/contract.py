@@ -111,9 +111,13 @@ def check_training(method: SegMethod) -> None:
     if groups is not None:
         grouped = [id(p) for group in groups for p in group["params"]]
         assert len(grouped) == len(set(grouped)), "a parameter appears in two parameter groups"
-        assert set(grouped) == {id(p) for p in trainable.values()}, (
+        assert set(grouped) >= {id(p) for p in trainable.values()}, (
             "param_groups must cover every trainable parameter"
         )
+        # Parameters frozen now may be listed (on_train_step unfreezes them later); pretrained ones not.
+        prefixes = method.pretrained_prefixes or ("\0",)
+        allowed = {id(p) for name, p in method.named_parameters() if not name.startswith(prefixes)}
+        assert set(grouped) <= allowed, "param_groups lists a pretrained parameter or one not in the method"
     losses = method.training_step(batch)
     assert isinstance(losses, Mapping) and "loss" in losses, "training_step must return a dict with 'loss'"
     loss = losses["loss"]
