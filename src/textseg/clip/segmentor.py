@@ -2,7 +2,8 @@
 
 SCLIP, ClearCLIP and NACLIP share one inference pipeline (ClearCLIP's and NACLIP's repositories
 grew from SCLIP's) and differ in CLIP's last block and a few numbers. :class:`DenseCLIP` is that
-pipeline; each method is a :class:`DenseCLIPConfig` with its own defaults, a protocol and presets.
+pipeline; each method is a :class:`DenseCLIPConfig` with its own defaults, a protocol
+(:func:`dense_clip_protocol`) and presets (:func:`dense_clip_spec`).
 
 Per window (:meth:`DenseCLIP.segment`): optional centred zero padding to a multiple of the patch
 size (ClearCLIP), CLIP's image tower with the last block in the configured variant, positions
@@ -29,20 +30,22 @@ papers' ``prob_thd`` this labels background exactly the pixels whose highest pro
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from textseg.api import SegMethod, TextState, Vocabulary
-from textseg.clip.backbone import CLIPBackbone
+from textseg.api import MethodSpec, Preset, SegMethod, TextState, Vocabulary
+from textseg.clip.backbone import OPENAI_VIT_B16, CLIPBackbone, convert_clip_checkpoint
 from textseg.clip.last_block import get_last_block
 from textseg.clip.loading import DEFAULT_CLIP
 from textseg.clip.padding import pad_to_multiple, unpad_scores
 from textseg.errors import ConfigError
 from textseg.evaluation.pamr import NACLIP_DILATIONS, PAMR
+from textseg.evaluation.protocol import CLIP_MEAN, CLIP_STD, Protocol
 from textseg.text.synonyms import max_over_names
 
 
@@ -138,3 +141,58 @@ class DenseCLIP(SegMethod):
         if self.config.area_thd is not None:
             probs = suppress_small_classes(probs, self.config.area_thd)
         return probs
+
+
+def dense_clip_protocol(**settings: Any) -> Protocol:
+    """A protocol of the SCLIP family: what all three repositories share (CLIP's mean and std, the 80
+    ImageNet templates, background names scored as text, version 1) plus ``settings`` (name,
+    summary, resize, windows, name files, per-benchmark overrides)."""
+    shared: dict[str, Any] = {
+        "version": "1",
+        "mean": CLIP_MEAN,
+        "std": CLIP_STD,
+        "templates": "openai80",
+        "background_query": True,
+    }
+    return Protocol(**{**shared, **settings})
+
+
+def dense_clip_spec(
+    *,
+    name: str,
+    summary: str,
+    paper: str,
+    license: str,
+    config_cls: type[DenseCLIPConfig],
+    protocol: str,
+    recipe: str,
+    per_benchmark: Mapping[str, Mapping[str, Any]],
+    variants: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None,
+) -> MethodSpec:
+    """The :class:`MethodSpec` of a :class:`DenseCLIP` method.
+
+    Presets: ``paper`` (``recipe``: the official setup, with ``per_benchmark`` model settings under
+    ``protocol``), ``tiny`` (the same on a tiny random CLIP, for tests) and ``variants`` (preset name
+    -> summary and model settings, on top of ``paper``). ``--weights`` accepts CLIP weights
+    (transformers or OpenAI layout) and ``openai``, OpenAI's own ViT-B/16 file.
+    """
+
+    def preset(text: str, model: Mapping[str, Any]) -> Preset:
+        return Preset(text, model=model, protocol=protocol, benchmarks=per_benchmark)
+
+    presets = {
+        "paper": preset(recipe, {}),
+        "tiny": preset("a tiny random CLIP with the paper settings, for tests", {"clip": "tiny"}),
+    }
+    presets.update({key: preset(text, model) for key, (text, model) in (variants or {}).items()})
+    return MethodSpec(
+        name=name,
+        summary=summary,
+        paper=paper,
+        config_cls=config_cls,
+        build=DenseCLIP,
+        presets=presets,
+        checkpoints={"openai": OPENAI_VIT_B16},
+        convert_checkpoint=convert_clip_checkpoint,
+        license=license,
+    )
