@@ -4,7 +4,9 @@
 order, exactly as mmsegmentation 0.27's ``CLASSES`` (and TCL's two custom datasets) spell them.
 ``classnames/sclip/<benchmark>.txt`` are the SCLIP family's ``configs/cls_*.txt`` files byte for
 byte (no final newline; a line's names are ``", "``-separated; ``'wood '`` in Context60 keeps its
-space as SCLIP queries it).
+space as SCLIP queries it); NACLIP ships the same files. ``classnames/clearclip/`` are ClearCLIP's
+(mc-lan/ClearCLIP ``configs/cls_*.txt`` at ad68a40): SCLIP's files except VOC21, VOC20 and
+COCO-Object, which have one plain name per class (``ship``, ``table``, ``tvmonitor`` on VOC).
 """
 
 from __future__ import annotations
@@ -29,8 +31,12 @@ def class_names(benchmark: str) -> tuple[str, ...]:
     return _lines(f"{benchmark}.txt")
 
 
-def sclip_names(benchmark: str) -> tuple[str, ...]:
-    return _lines(f"sclip/{benchmark}.txt")
+#: The synonym vocabularies every built-in benchmark has, by folder under ``classnames/``.
+VOCABULARIES = ("sclip", "clearclip")
+
+
+def vocabulary_names(vocabulary: str, benchmark: str) -> tuple[str, ...]:
+    return _lines(f"{vocabulary}/{benchmark}.txt")
 
 
 def builtin(
@@ -51,6 +57,6 @@ def builtin(
         layout=layout,
         reduce_zero_label=reduce_zero_label,
         split_size=split_size,
-        synonyms={"sclip": sclip_names(name)},
+        synonyms={vocabulary: vocabulary_names(vocabulary, name) for vocabulary in VOCABULARIES},
         data_hint=" or ".join(layout.fix_commands(Path("<data root>"))),
     )

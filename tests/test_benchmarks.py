@@ -37,6 +37,17 @@ SCLIP_SHA256 = {
     "cityscapes": "6f6782fc1bf92bfd9f5562192e92045e0e093870e613f387f6c98fc66d4ceba4",
     "ade20k": "e53ded02c488bdb903ef000a2d207e4ac4f2bb4502a72572e4aab7c2504aef3a",
 }
+#: Git blob ids of ClearCLIP's configs/cls_*.txt (mc-lan/ClearCLIP at ad68a40, `git ls-tree`).
+CLEARCLIP_BLOBS = {
+    "voc21": "913c968f5a11102741b5fa17cf6aba9c1814b419",
+    "voc20": "3f073de079b698e44eab182776ea0026009b8973",
+    "context60": "a6209938e2a6e57018af0ed6896176a7f1ace54f",
+    "context59": "f9fb2a22f62cbd5a5a27cb2677636506fbbbc551",
+    "coco_object": "e290149963116c873fe6c54d28337a78bc500d8a",
+    "coco_stuff": "b76c5a676308c9f328635938cf86f6fd27a985bb",
+    "cityscapes": "a1560efb268b4c8a52a68e41df402a4b33171d44",
+    "ade20k": "dba5aa2ce0c703b9dbf07dea5ee5e5230c8b51d3",
+}
 #: The raw label values each synthetic layout may hold (the real encodings).
 RAW_VALUES = {
     "voc21": {*range(21), 255},
@@ -75,6 +86,15 @@ def test_spec_facts(name: str) -> None:
 def test_sclip_files_are_verbatim(name: str) -> None:
     data = resources.files("textseg.benchmarks").joinpath("classnames", "sclip", f"{name}.txt").read_bytes()
     assert hashlib.sha256(data).hexdigest() == SCLIP_SHA256[name]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_clearclip_files_are_verbatim(name: str) -> None:
+    data = (
+        resources.files("textseg.benchmarks").joinpath("classnames", "clearclip", f"{name}.txt").read_bytes()
+    )
+    assert hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() == CLEARCLIP_BLOBS[name]
+    assert len(BENCHMARKS.get(name).synonyms["clearclip"]) == BENCHMARKS.get(name).num_classes
 
 
 def test_class_lists_agree_across_families() -> None:

@@ -151,3 +151,106 @@ def test_centred_padding_and_its_undoing() -> None:
     full = F.interpolate(scores, (112, 144), mode="bilinear")
     assert restored.shape[-2:] == (97, 131) and torch.equal(restored, full[..., 7:104, 6:137])
     assert unpad_scores(scores, (0, 0, 0, 0), (112, 144)) is scores
+
+
+# -- the SCLIP family's variants, against the block's weights ------------------------------------
+def _heads_from_weights(layer: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per-head q, k, v ``[B, heads, N, d]`` from the block's LayerNorm and projection matrices."""
+    ln, attn = layer.layer_norm1, layer.self_attn
+    h = F.layer_norm(x, x.shape[-1:], ln.weight, ln.bias, ln.eps)
+    b, n, _ = x.shape
+
+    def project(linear: torch.nn.Linear) -> torch.Tensor:
+        return (h @ linear.weight.t() + linear.bias).reshape(b, n, attn.num_heads, -1).transpose(1, 2)
+
+    return project(attn.q_proj), project(attn.k_proj), project(attn.v_proj)
+
+
+def _block_output(
+    layer: torch.nn.Module, x: torch.Tensor, weights: torch.Tensor, v: torch.Tensor, residual_mlp: bool
+) -> torch.Tensor:
+    """``out_proj`` of the attention with ``weights`` ``[B, heads, N, N]``, then residual + MLP if asked."""
+    out = (weights @ v).transpose(1, 2).reshape(x.shape)
+    out = out @ layer.self_attn.out_proj.weight.t() + layer.self_attn.out_proj.bias
+    if not residual_mlp:
+        return out
+    z = x + out
+    ln, mlp = layer.layer_norm2, layer.mlp
+    hidden = F.layer_norm(z, z.shape[-1:], ln.weight, ln.bias, ln.eps) @ mlp.fc1.weight.t() + mlp.fc1.bias
+    hidden = hidden * torch.sigmoid(1.702 * hidden)  # QuickGELU, as CLIP (and the tiny CLIP) use
+    return z + hidden @ mlp.fc2.weight.t() + mlp.fc2.bias
+
+
+def _softmax_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a @ b.transpose(-1, -2) * a.shape[-1] ** -0.5).softmax(-1)
+
+
+@torch.no_grad()
+def test_csa_and_qq_variants_equal_their_formulas_from_the_weights(clip: CLIPBackbone) -> None:
+    vision = clip.vision
+    x, grid = vision.tokens_before_last(_images(2, 3, 64, 96), "scale")
+    layer = vision.last_layer
+    q, k, v = _heads_from_weights(layer, x)
+    csa = _softmax_similarity(q, q) + _softmax_similarity(k, k)  # SCLIP: rows sum to 2, residual + MLP
+    torch.testing.assert_close(csa.sum(-1), torch.full(csa.shape[:-1], 2.0))
+    torch.testing.assert_close(vision.run_last(x, grid, "csa"), _block_output(layer, x, csa, v, True))
+    qq = _softmax_similarity(q, q)  # ClearCLIP: attention branch only ...
+    torch.testing.assert_close(vision.run_last(x, grid, "qq"), _block_output(layer, x, qq, v, False))
+    with_residual = get_last_block("qq").configured(residual_mlp=True)  # ... or ignore_residual=False
+    torch.testing.assert_close(vision.run_last(x, grid, with_residual), _block_output(layer, x, qq, v, True))
+    assert get_last_block("qq").residual_mlp is False  # configured() returned a copy
+
+
+def _hand_built_omega(grid: tuple[int, int], std: float) -> torch.Tensor:
+    """NACLIP's Ω entry by entry: Gaussian of the distance between patch positions, 0 for the class token."""
+    h, w = grid
+    omega = torch.zeros(1 + h * w, 1 + h * w)
+    for i in range(h * w):
+        for j in range(h * w):
+            (r1, c1), (r2, c2) = divmod(i, w), divmod(j, w)
+            omega[1 + i, 1 + j] = math.exp(-((r1 - r2) ** 2 + (c1 - c2) ** 2) / (2 * std**2))
+    return omega
+
+
+def test_gaussian_bias_equals_naclips_window_construction() -> None:
+    """NACLIP builds Ω by convolving one-hot maps with a (2h-1)x(2w-1) Gaussian window ('same' padding)."""
+    from textseg.clip.last_block import gaussian_bias
+
+    grid, std = (3, 5), 1.7
+    h, w = grid
+    coords = [(torch.arange(2 * n - 1) - (n - 1)) / (std * math.sqrt(2)) for n in grid]
+    window = torch.exp(-(coords[0][:, None] ** 2 + coords[1][None] ** 2))
+    one_hot = torch.eye(h * w).view(h * w, 1, h, w)
+    conv = F.conv2d(one_hot, window.view(1, 1, 2 * h - 1, 2 * w - 1), padding="same").view(h * w, h * w)
+    omega = gaussian_bias(grid, std)
+    torch.testing.assert_close(omega[1:, 1:], conv)
+    torch.testing.assert_close(omega, _hand_built_omega(grid, std))
+    assert omega[0].abs().sum() == 0 and omega[:, 0].abs().sum() == 0
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("std", [5.0, 0.8])
+def test_naclip_variant_is_key_key_attention_plus_a_gaussian_window(clip: CLIPBackbone, std: float) -> None:
+    vision = clip.vision
+    x, grid = vision.tokens_before_last(_images(1, 3, 48, 80), "scale")
+    assert grid == (3, 5)
+    layer = vision.last_layer
+    _, k, v = _heads_from_weights(layer, x)
+    logits = k @ k.transpose(-1, -2) * k.shape[-1] ** -0.5 + _hand_built_omega(grid, std)
+    block = get_last_block("naclip").configured(gaussian_std=std)
+    expected = _block_output(layer, x, logits.softmax(-1), v, False)
+    torch.testing.assert_close(vision.run_last(x, grid, block), expected)
+    if std == 5.0:  # the default, as NACLIP's
+        torch.testing.assert_close(vision.run_last(x, grid, "naclip"), expected)
+    arch_vanilla = block.configured(residual_mlp=True)
+    torch.testing.assert_close(
+        vision.run_last(x, grid, arch_vanilla), _block_output(layer, x, logits.softmax(-1), v, True)
+    )
+
+
+def test_variant_options_are_checked(clip: CLIPBackbone) -> None:
+    with pytest.raises(ConfigError, match="'csa' has no option 'gaussian_std'"):
+        get_last_block("csa").configured(gaussian_std=3.0)
+    tokens = torch.zeros(1, 2, clip.vision.width)
+    with pytest.raises(ConfigError, match="gaussian_std must be positive"):
+        get_last_block("naclip").configured(gaussian_std=0.0)(clip.vision.last_layer, tokens, (1, 1))

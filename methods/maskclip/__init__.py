@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from torch import Tensor
-
-from textseg.api import Checkpoint, MethodSpec, Preset, SegMethod
-from textseg.clip import backbone_state
+from textseg.api import MethodSpec, Preset
+from textseg.clip.backbone import OPENAI_VIT_B16, convert_clip_checkpoint
 
 from .config import MaskCLIPConfig
 from .model import MaskCLIP
-
-#: OpenAI's own ViT-B/16 release (TorchScript, fp16); its sha256 is the folder name in the URL.
-OPENAI_VIT_B16 = (
-    "https://openaipublic.azureedge.net/clip/models/"
-    "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt"
-)
-
-
-def convert_clip_checkpoint(state: Mapping[str, Tensor], method: SegMethod) -> dict[str, Tensor]:
-    """A transformers or OpenAI CLIP state dict -> this method's keys (MaskCLIP has no weights of its own)."""
-    return {f"clip.{key}": value for key, value in backbone_state(state).items()}
-
 
 SPEC = MethodSpec(
     name="maskclip",
@@ -38,13 +22,7 @@ SPEC = MethodSpec(
         ),
         "tiny": Preset("a tiny random CLIP, for tests", model={"clip": "tiny"}, protocol="tcl"),
     },
-    checkpoints={
-        "openai": Checkpoint(
-            OPENAI_VIT_B16,
-            sha256="5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f",
-            summary="OpenAI's original CLIP ViT-B/16 file (the hub weights hold the same values)",
-        )
-    },
+    checkpoints={"openai": OPENAI_VIT_B16},
     convert_checkpoint=convert_clip_checkpoint,
     license="Apache-2.0 (official MaskCLIP code); CLIP weights: MIT (OpenAI)",
 )

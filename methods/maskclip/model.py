@@ -35,9 +35,7 @@ class MaskCLIP(SegMethod):
     @torch.no_grad()
     def segment(self, images: Tensor, text: TextState) -> Tensor:
         padded, pads = pad_to_multiple(images, self.clip.vision.patch_size)
-        features = self.clip.vision.dense(padded, self.last_block, self.config.positions)
-        features = F.normalize(features, dim=1)
-        cosine = torch.einsum("bchw,nc->bnhw", features, text.embeddings.to(features))
+        cosine = self.clip.vision.cosines(padded, text.embeddings, self.last_block, self.config.positions)
         vocab = text.vocabulary
         scores = self.score(max_over_names(cosine, vocab.name_to_class, vocab.num_classes))
         if self.pamr is not None:

@@ -134,9 +134,14 @@ class SegMethod(nn.Module, abc.ABC):
 
     ``pretrained_prefixes`` lists state-dict prefixes filled from pretrained weights when the method
     is built (a frozen CLIP): a checkpoint may leave them out, and saved weights omit them.
+
+    ``scores_per_name``: :meth:`segment` returns one channel per *name* (``vocab.names``, synonyms
+    included) and :meth:`postprocess` reduces them to one per class. The SCLIP family needs this:
+    its softmax runs over every name of the merged, full-size logits before the synonym max.
     """
 
     pretrained_prefixes: tuple[str, ...] = ()
+    scores_per_name: bool = False
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -150,16 +155,22 @@ class SegMethod(nn.Module, abc.ABC):
     def segment(self, images: Tensor, text: TextState) -> Tensor:
         """Per-class scores ``[B, K, h, w]`` for normalised crops ``[B, 3, H, W]``.
 
-        ``K`` is ``text.vocabulary.num_classes``; ``h, w`` may be below ``H, W`` (the harness
-        upsamples bilinearly). Scores must be comparable with the method's ``bg_thresh``.
+        ``K`` is :meth:`score_channels` (``text.vocabulary.num_classes`` unless
+        ``scores_per_name``); ``h, w`` may be below ``H, W`` (the harness upsamples bilinearly).
+        After :meth:`postprocess`, scores must be comparable with the method's ``bg_thresh``.
         """
+
+    def score_channels(self, vocab: Vocabulary) -> int:
+        """How many channels :meth:`segment` returns for ``vocab``: one per class, or one per name."""
+        return len(vocab.names) if self.scores_per_name else vocab.num_classes
 
     def postprocess(self, scores: Tensor, images: Tensor, text: TextState) -> Tensor:
         """Whole-image step after windows are merged and upsampled to the label's size.
 
-        ``scores`` is ``[B, K, H, W]`` at label resolution; ``images`` are the normalised inputs at
-        protocol resolution. The default returns ``scores`` unchanged. The SCLIP family uses it for
-        the softmax over all names, the synonym max and PAMR on the full image.
+        ``scores`` is ``[B, score_channels, H, W]`` at label resolution; ``images`` are the
+        normalised inputs at protocol resolution. Returns ``[B, num_classes, H, W]``. The default
+        returns ``scores`` unchanged. The SCLIP family uses it for the softmax over all names, the
+        synonym max and PAMR on the full image.
         """
         return scores
 

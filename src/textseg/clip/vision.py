@@ -11,6 +11,7 @@ which holds a trainable copy of that block), so the tower exposes each step:
 * :meth:`VisionTower.project` — ``post_layernorm`` + projection on any tokens;
 * :meth:`VisionTower.to_map` — patch tokens as a ``[B, C, h, w]`` map;
 * :meth:`VisionTower.dense` — all of the above in one call;
+* :meth:`VisionTower.cosines` — cosine of every patch feature with each text embedding;
 * :meth:`VisionTower.global_embedding` — the standard CLS image embedding (normal attention).
 
 Positions are interpolated per call (``positions="size"`` or ``"scale"``, see
@@ -22,6 +23,7 @@ sides that are not multiples of the patch size are floored by the patch convolut
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from textseg.clip.blocks import standard_layer
@@ -119,6 +121,18 @@ class VisionTower(nn.Module):
         """Projected (unnormalised) patch features ``[B, D, h, w]`` with the last block in ``variant``."""
         x, grid = self.tokens_before_last(images, positions)
         return self.to_map(self.project(self.run_last(x, grid, variant)), grid)
+
+    def cosines(
+        self,
+        images: Tensor,
+        embeddings: Tensor,
+        variant: str | LastBlock = "self",
+        positions: PositionMode = "size",
+    ) -> Tensor:
+        """Cosines ``[B, N, h, w]`` of the L2-normalised :meth:`dense` features with the ``N`` unit
+        text embeddings ``[N, D]`` (raw cosines: no logit scale)."""
+        features = F.normalize(self.dense(images, variant, positions), dim=1)
+        return torch.einsum("bchw,nc->bnhw", features, embeddings.to(features))
 
     def global_embedding(self, images: Tensor, positions: PositionMode = "size") -> Tensor:
         """CLIP's image embedding ``[B, D]`` (unnormalised): every block normal, class token projected."""

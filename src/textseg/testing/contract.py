@@ -2,9 +2,10 @@
 
 It builds the method's ``tiny`` preset and checks, on CPU, that
 
-* ``encode_vocabulary`` + ``segment`` give finite ``[B, K, h, w]`` scores (``h <= H``, ``w <= W``)
-  for several image sizes (not multiples of the patch size too) and vocabulary sizes, with
-  synonyms, deterministically in eval mode, and ``postprocess`` keeps the shape;
+* ``encode_vocabulary`` + ``segment`` give finite ``[B, K, h, w]`` scores (``h <= H``, ``w <= W``,
+  ``K = score_channels(vocab)``) for several image sizes (not multiples of the patch size too) and
+  vocabulary sizes, with synonyms, deterministically in eval mode, and ``postprocess`` returns one
+  channel per class at the same size;
 * a trainable method's transform is picklable (it runs in data workers), ``training_step``
   returns a finite scalar ``loss`` whose gradient reaches every trainable parameter, and its
   parameter groups, if any, cover every trainable parameter once;
@@ -74,8 +75,9 @@ def check_inference(method: SegMethod) -> None:
                 scores = method.segment(images, text)
                 where = f"segment({tuple(images.shape)}) with {vocab.num_classes} classes"
                 assert scores.ndim == 4, f"{where} returned {scores.ndim} dims, expected [B, K, h, w]"
-                assert scores.shape[:2] == (batch, vocab.num_classes), (
-                    f"{where} returned {tuple(scores.shape)}"
+                channels = method.score_channels(vocab)
+                assert scores.shape[:2] == (batch, channels), (
+                    f"{where} returned {tuple(scores.shape)}, expected {channels} channels"
                 )
                 assert scores.shape[2] <= height and scores.shape[3] <= width, (
                     f"{where} returned {tuple(scores.shape)}: larger than the input"
@@ -85,8 +87,9 @@ def check_inference(method: SegMethod) -> None:
                 assert torch.equal(scores, again), f"{where} is not deterministic in eval mode"
                 full = torch.nn.functional.interpolate(scores, (height, width), mode="bilinear")
                 post = method.postprocess(full, images, text)
-                assert post.shape == full.shape, (
-                    f"postprocess changed {tuple(full.shape)} to {tuple(post.shape)}"
+                assert post.shape == (batch, vocab.num_classes, height, width), (
+                    f"postprocess turned {tuple(full.shape)} into {tuple(post.shape)}; expected one "
+                    "channel per class at the same size"
                 )
                 assert torch.isfinite(post).all(), "postprocess returned non-finite scores"
 
