@@ -32,14 +32,15 @@ def test_overlapping_windows_are_averaged_and_upsampled_from_1x1() -> None:
     assert torch.equal(done[0].scores[0], done[0].scores[1])  # type: ignore[index]
 
 
-def test_windows_of_a_pointwise_method_reproduce_the_whole_image() -> None:
+@pytest.mark.parametrize(("max_windows", "calls"), [(16, [6]), (4, [4, 2]), (1, [1] * 6)])
+def test_windows_of_a_pointwise_method_reproduce_the_whole_image(max_windows: int, calls: list[int]) -> None:
     image = torch.rand(3, 50, 70, generator=torch.Generator().manual_seed(0))
     method = ChannelScores()
     text = method.encode_vocabulary(VOCAB)
-    batcher = WindowBatcher(method, text, crop=32, stride=20)
+    batcher = WindowBatcher(method, text, crop=32, stride=20, max_windows=max_windows)
     (job,) = batcher.add(image) + batcher.finish()
     assert torch.allclose(job.scores, image[:2], atol=1e-6)  # type: ignore[arg-type]
-    assert method.calls == [(6, 3, 32, 32)]  # 2 x 3 windows, one call
+    assert method.calls == [(n, 3, 32, 32) for n in calls]  # 2 x 3 windows
 
 
 def test_windows_of_several_images_share_calls_up_to_max_windows() -> None:

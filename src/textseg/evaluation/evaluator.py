@@ -22,7 +22,7 @@ from textseg.benchmark import BenchmarkSpec, EvalSource
 from textseg.errors import ConfigError, TextsegError
 from textseg.evaluation.data import EvalImages, make_loader, shard
 from textseg.evaluation.inference import ScoredImage, WindowBatcher, assign_labels
-from textseg.evaluation.metrics import compute_metrics, confusion_matrix
+from textseg.evaluation.metrics import add_to_confusion, compute_metrics
 from textseg.evaluation.protocol import Protocol
 from textseg.text.templates import get_templates
 
@@ -136,10 +136,9 @@ def evaluate(
             )
 
             def score(done: list[ScoredImage]) -> None:
-                nonlocal confusion
                 for job in done:
                     pred = _predict(model, text, job, threshold, protocol.background_query, autocast)
-                    confusion += confusion_matrix(pred, job.key, num_classes, benchmark.ignore_index)
+                    add_to_confusion(confusion, pred, job.key, benchmark.ignore_index)
                 bar.update(len(done))
 
             for item in loader:

@@ -101,21 +101,34 @@ class WindowBatcher:
                 f"{type(self.method).__name__}.segment returned scores of shape {tuple(scores.shape)} for "
                 f"{len(entries)} crops and {expected[1]} classes; expected [{expected[0]}, {expected[1]}, h, w]"
             )
-        scores = scores.float()
-        if tuple(scores.shape[2:]) != shape:
-            scores = F.interpolate(scores, size=shape, mode="bilinear", align_corners=False)
         done = []
-        for (job, w), window_scores in zip(entries, scores):
-            if len(job.windows) == 1:
-                job.scores = window_scores  # the whole image: nothing to sum or average
-            else:
-                if job.scores is None:
-                    job.scores = scores.new_zeros((scores.shape[1], *job.image.shape[1:]))
-                job.scores[:, w.top : w.bottom, w.left : w.right] += window_scores
+        for (job, w), window_scores in zip(entries, scores.float()):
+            if tuple(window_scores.shape[1:]) != shape:  # one window at a time: smaller temporaries
+                window_scores = F.interpolate(
+                    window_scores[None], size=shape, mode="bilinear", align_corners=False
+                )[0]
+            self._deposit(job, w, window_scores)
             job.remaining -= 1
             if job.remaining == 0:
                 done.append(self._average(job))
         return done
+
+    @staticmethod
+    def _deposit(job: ScoredImage, w: Window, window_scores: Tensor) -> None:
+        """Add one window's scores to its image's canvas (the first window is copied, not added)."""
+        if len(job.windows) == 1:
+            job.scores = window_scores  # the whole image: nothing to sum or average
+            return
+        if job.scores is None:
+            canvas = window_scores.new_empty((window_scores.shape[0], *job.image.shape[1:]))
+            canvas[:, : w.top].zero_()
+            canvas[:, w.bottom :].zero_()
+            canvas[:, w.top : w.bottom, : w.left].zero_()
+            canvas[:, w.top : w.bottom, w.right :].zero_()
+            canvas[:, w.top : w.bottom, w.left : w.right] = window_scores
+            job.scores = canvas
+        else:
+            job.scores[:, w.top : w.bottom, w.left : w.right] += window_scores
 
     def _average(self, job: ScoredImage) -> ScoredImage:
         """Divide the summed scores by the number of windows covering each pixel."""

@@ -27,12 +27,22 @@ def confusion_matrix(pred: Tensor, label: Tensor, num_classes: int, ignore_index
     ``pred`` and ``label`` have the same shape and live on the same device; ``label`` values other
     than ``ignore_index`` must be below ``num_classes`` (the evaluator checks this per image).
     """
-    cells = num_classes * num_classes
-    index = label.to(torch.int64) * num_classes + pred
-    # Ignore pixels go to one extra bin that is dropped: cheaper than selecting the valid pixels.
-    index = torch.where(label == ignore_index, cells, index)
-    counts = torch.bincount(index.view(-1), minlength=cells + 1)
-    return counts[:cells].view(num_classes, num_classes)
+    matrix = torch.zeros((num_classes, num_classes), dtype=torch.int64, device=pred.device)
+    return add_to_confusion(matrix, pred, label, ignore_index)
+
+
+def add_to_confusion(matrix: Tensor, pred: Tensor, label: Tensor, ignore_index: int) -> Tensor:
+    """Add one image's pixels to ``matrix`` in place and return it.
+
+    A histogram of ``label * K + pred`` as ``bincount`` would give, but built with ``index_add_``:
+    CUDA's ``bincount`` waits for the device to find the largest value, which would stall the
+    evaluation loop once per image. Ignore pixels add 0.
+    """
+    num_classes = matrix.shape[0]
+    valid = label != ignore_index
+    index = torch.where(valid, label.to(torch.int64) * num_classes + pred, 0)
+    matrix.view(-1).index_add_(0, index.view(-1), valid.view(-1).to(torch.int64))
+    return matrix
 
 
 @dataclass(frozen=True)
