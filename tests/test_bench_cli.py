@@ -86,8 +86,8 @@ def test_bench_writes_valid_records_and_prints_tables(
         assert str(path) in out
 
 
-def test_limit_is_recorded_and_records_are_never_overwritten(bench_inputs: dict[str, Path]) -> None:
-    args = _bench(bench_inputs, "--dataset", "toy", "--limit", "2")  # the preset's protocol: tcl
+def test_limit_synonyms_and_records_are_never_overwritten(bench_inputs: dict[str, Path]) -> None:
+    args = _bench(bench_inputs, "--dataset", "toy", "--limit", "2", "--synonyms", "alt")  # protocol: tcl
     assert main(args) == 0
     (first,) = _records(bench_inputs["out"])
     before = first.read_bytes()
@@ -96,7 +96,7 @@ def test_limit_is_recorded_and_records_are_never_overwritten(bench_inputs: dict[
     assert len(paths) == 2 and first.read_bytes() == before
     for path in paths:
         record = read_record(path)
-        assert record.limit == 2 and record.num_images == 2
+        assert record.limit == 2 and record.num_images == 2 and record.synonyms == "alt"
         assert record.protocol == "tcl" and record.protocol_settings["short_side"] == 448
 
 

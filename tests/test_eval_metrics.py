@@ -13,7 +13,7 @@ from eval_helpers import ChannelScores, ThresholdConfig, raw_protocol, write_sam
 from textseg.errors import TextsegError
 from textseg.evaluation.evaluator import evaluate
 from textseg.evaluation.inference import assign_labels
-from textseg.evaluation.metrics import compute_metrics, confusion_matrix
+from textseg.evaluation.metrics import ConfusionMatrix, compute_metrics, confusion_matrix
 
 
 def test_confusion_matrix_excludes_ignore_pixels() -> None:
@@ -35,6 +35,15 @@ def test_confusion_matrix_excludes_ignore_pixels() -> None:
     assert metrics.mIoU == pytest.approx(100 / 3)  # mean over the three present classes
     assert metrics.mAcc == pytest.approx(50.0)
     assert metrics.aAcc == pytest.approx(60.0)  # 3 of 5 scored pixels
+
+
+def test_confusion_accumulates_over_images() -> None:
+    counts = ConfusionMatrix(num_classes=2, ignore_index=255)
+    counts.add(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 255], dtype=torch.uint8))
+    counts.add(torch.tensor([[1, 0]]), torch.tensor([[0, 255]], dtype=torch.uint8))
+    assert counts.matrix.tolist() == [[1, 1], [0, 1]]
+    with pytest.raises(ValueError, match="not a class"):
+        ConfusionMatrix(num_classes=3, ignore_index=2)
 
 
 def test_predicted_but_never_labelled_class_counts_in_miou_not_in_macc() -> None:

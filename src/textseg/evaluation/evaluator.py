@@ -22,7 +22,7 @@ from textseg.benchmark import BenchmarkSpec, EvalSource
 from textseg.errors import ConfigError, TextsegError
 from textseg.evaluation.data import EvalImages, make_loader, shard
 from textseg.evaluation.inference import ScoredImage, WindowBatcher, assign_labels
-from textseg.evaluation.metrics import add_to_confusion, compute_metrics
+from textseg.evaluation.metrics import ConfusionMatrix, compute_metrics
 from textseg.evaluation.protocol import Protocol
 from textseg.text.templates import get_templates
 
@@ -116,7 +116,7 @@ def evaluate(
     )
     loader = make_loader(dataset, num_workers, pin_memory=device.type == "cuda")
     num_classes = benchmark.num_classes
-    confusion = torch.zeros((num_classes, num_classes), dtype=torch.int64, device=device)
+    confusion = ConfusionMatrix(num_classes, benchmark.ignore_index, device)
     was_training = model.training
     model.to(device).eval()
     start = time.perf_counter()
@@ -138,7 +138,7 @@ def evaluate(
             def score(done: list[ScoredImage]) -> None:
                 for job in done:
                     pred = _predict(model, text, job, threshold, protocol.background_query, autocast)
-                    add_to_confusion(confusion, pred, job.key, benchmark.ignore_index)
+                    confusion.add(pred, job.key)
                 bar.update(len(done))
 
             for item in loader:
@@ -155,13 +155,14 @@ def evaluate(
             bar.close()
     finally:
         model.train(was_training)
+    matrix = confusion.matrix.contiguous()
     counts = torch.tensor([len(dataset)], device=device)
     if accelerator.num_processes > 1:
-        confusion = accelerator.reduce(confusion, reduction="sum")
+        matrix = accelerator.reduce(matrix, reduction="sum")
         counts = accelerator.reduce(counts, reduction="sum")
     seconds = time.perf_counter() - start
     num_images = int(counts.item())
-    matrix = confusion.cpu().numpy()
+    matrix = matrix.cpu().numpy()
     metrics = compute_metrics(matrix)
     return EvalResult(
         benchmark=benchmark.name,

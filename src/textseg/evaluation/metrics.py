@@ -21,28 +21,41 @@ import torch
 from torch import Tensor
 
 
+class ConfusionMatrix:
+    """A ``[K, K]`` confusion matrix (rows = label, columns = prediction) accumulated on the device.
+
+    Labels are uint8, so counts go to a ``[256, K]`` table with one row per possible label value;
+    rows from ``K`` on (the ignore index, which must lie in ``K..255``) are dropped when the matrix
+    is read, so no per-image mask is needed. The table is filled with ``index_add_``, the histogram
+    ``bincount`` would give: CUDA's ``bincount`` waits for the device to find the largest value,
+    which would stall the evaluation loop once per image.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int, device: torch.device | str = "cpu") -> None:
+        if not 0 < num_classes <= ignore_index <= 255:
+            raise ValueError(
+                f"the ignore index must be a uint8 value that is not a class: got {ignore_index} "
+                f"for {num_classes} classes"
+            )
+        self.num_classes = num_classes
+        self._table = torch.zeros(256 * num_classes, dtype=torch.int64, device=device)
+        self._one = torch.ones(1, dtype=torch.int64, device=device)
+
+    def add(self, pred: Tensor, label: Tensor) -> None:
+        """Count one image: ``pred`` (class indices) and ``label`` (values 0..255), same shape."""
+        index = label.to(torch.int64).mul_(self.num_classes).add_(pred).view(-1)
+        self._table.index_add_(0, index, self._one.expand(index.numel()))
+
+    @property
+    def matrix(self) -> Tensor:
+        return self._table.view(256, self.num_classes)[: self.num_classes]
+
+
 def confusion_matrix(pred: Tensor, label: Tensor, num_classes: int, ignore_index: int) -> Tensor:
-    """``[K, K]`` int64 counts, rows = label, columns = prediction, ``ignore_index`` pixels left out.
-
-    ``pred`` and ``label`` have the same shape and live on the same device; ``label`` values other
-    than ``ignore_index`` must be below ``num_classes`` (the evaluator checks this per image).
-    """
-    matrix = torch.zeros((num_classes, num_classes), dtype=torch.int64, device=pred.device)
-    return add_to_confusion(matrix, pred, label, ignore_index)
-
-
-def add_to_confusion(matrix: Tensor, pred: Tensor, label: Tensor, ignore_index: int) -> Tensor:
-    """Add one image's pixels to ``matrix`` in place and return it.
-
-    A histogram of ``label * K + pred`` as ``bincount`` would give, but built with ``index_add_``:
-    CUDA's ``bincount`` waits for the device to find the largest value, which would stall the
-    evaluation loop once per image. Ignore pixels add 0.
-    """
-    num_classes = matrix.shape[0]
-    valid = label != ignore_index
-    index = torch.where(valid, label.to(torch.int64) * num_classes + pred, 0)
-    matrix.view(-1).index_add_(0, index.view(-1), valid.view(-1).to(torch.int64))
-    return matrix
+    """The confusion matrix of one prediction, ``ignore_index`` pixels left out."""
+    counts = ConfusionMatrix(num_classes, ignore_index, pred.device)
+    counts.add(pred, label)
+    return counts.matrix
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,15 @@ so :func:`resize_bilinear` reproduces that arithmetic with integer torch ops:
 * the vertical pass as OpenCV's SIMD path computes it:
   ``((((r0 >> 4) * b0) >> 16) + (((r1 >> 4) * b1) >> 16) + 2) >> 2``.
 
-It matches opencv-python-headless 5.0.0 bit for bit on every case tried, including 2x downscales
-(which OpenCV routes to INTER_AREA, identical there) and 1-pixel sources; ``tests/data`` holds
-reference outputs produced by ``scripts/make_cv2_resize_fixture.py``. OpenCV builds without SIMD
-use a scalar rounding that differs by 1 on ~13% of values; mmcv's pip wheels are SIMD builds.
+It matches opencv-python-headless 5.0.0 bit for bit on 300 random size pairs and the VOC, Cityscapes
+and capped-long-side cases, including 2x downscales (which OpenCV routes to INTER_AREA, identical
+there) and 1-pixel sources; ``tests/data`` holds reference outputs made by
+``scripts/make_cv2_resize_fixture.py``. Not verified: the OpenCV 4.x builds mmcv 1.6.2 ran with
+(the same algorithm as far as we know), and OpenCV builds without SIMD, whose scalar rounding
+(``(r0 * b0 + r1 * b1 + 2**21) >> 22``) differs by 1 on ~13% of values.
+
+Decoding is the source's job (PIL in ``FolderSource``); mmseg decodes with OpenCV. Both use
+libjpeg-turbo and gave identical pixels on test JPEGs (4:2:0 and 4:4:4, Pillow 13, OpenCV 5.0).
 
 :func:`normalize` subtracts the mean in float32 and multiplies by 1/std in float64, rounding to
 float32, as ``cv2.subtract`` / ``cv2.multiply`` do inside mmcv's ``imnormalize`` (also bit-exact).
