@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from textseg.api import SegMethod, TextState
+from textseg.api import SegMethod
 from textseg.benchmark import BenchmarkSpec, EvalSource
 from textseg.errors import ConfigError, TextsegError
-from textseg.evaluation.data import EvalImages, make_loader, shard
+from textseg.evaluation.data import EvalImages, EvalItem, make_loader, shard
 from textseg.evaluation.inference import ScoredImage, WindowBatcher, assign_labels
 from textseg.evaluation.metrics import ConfusionMatrix, compute_metrics
 from textseg.evaluation.protocol import Protocol
@@ -115,8 +116,13 @@ def evaluate(
         benchmark.ignore_index,
     )
     loader = make_loader(dataset, num_workers, pin_memory=device.type == "cuda")
-    num_classes = benchmark.num_classes
-    confusion = ConfusionMatrix(num_classes, benchmark.ignore_index, device)
+    bar = tqdm(
+        total=len(dataset),
+        unit="img",
+        desc=benchmark.name,
+        disable=not progress or not accelerator.is_main_process,
+        dynamic_ncols=True,
+    )
     was_training = model.training
     model.to(device).eval()
     start = time.perf_counter()
@@ -127,33 +133,9 @@ def evaluate(
             batcher = WindowBatcher(
                 model, text, protocol.crop, protocol.stride, max_windows, autocast=autocast
             )
-            bar = tqdm(
-                total=len(dataset),
-                unit="img",
-                desc=benchmark.name,
-                disable=not progress or not accelerator.is_main_process,
-                dynamic_ncols=True,
-            )
-
-            def score(done: list[ScoredImage]) -> None:
-                for job in done:
-                    pred = _predict(model, text, job, threshold, protocol.background_query, autocast)
-                    confusion.add(pred, job.key)
-                bar.update(len(done))
-
-            for item in loader:
-                if item["label_max"] >= num_classes:
-                    raise TextsegError(
-                        f"{benchmark.name} sample {item['id']!r} has label value {item['label_max']}, but the "
-                        f"benchmark has {num_classes} classes (and ignore index {benchmark.ignore_index}); "
-                        "the label files do not use this benchmark's encoding"
-                    )
-                image = item["image"].to(device, non_blocking=True)
-                label = item["label"].to(device, non_blocking=True)
-                score(batcher.add(image, key=label))
-            score(batcher.finish())
-            bar.close()
+            confusion = _score(batcher, loader, benchmark, threshold, protocol.background_query, device, bar)
     finally:
+        bar.close()
         model.train(was_training)
     matrix = confusion.matrix.contiguous()
     counts = torch.tensor([len(dataset)], device=device)
@@ -181,18 +163,44 @@ def evaluate(
     )
 
 
-def _predict(
-    model: SegMethod,
-    text: TextState,
-    job: ScoredImage,
+def _score(
+    batcher: WindowBatcher,
+    loader: Iterable[EvalItem],
+    benchmark: BenchmarkSpec,
     threshold: float | None,
     background_query: bool,
-    autocast: Any,
+    device: torch.device,
+    bar: tqdm,
+) -> ConfusionMatrix:
+    """Run every image of ``loader`` through ``batcher`` and count its predictions."""
+    confusion = ConfusionMatrix(benchmark.num_classes, benchmark.ignore_index, device)
+
+    def count(done: list[ScoredImage]) -> None:
+        for job in done:
+            confusion.add(_predict(batcher, job, threshold, background_query), job.key)
+        bar.update(len(done))
+
+    for item in loader:
+        if item["label_max"] >= benchmark.num_classes:
+            raise TextsegError(
+                f"{benchmark.name} sample {item['id']!r} has label value {item['label_max']}, but the "
+                f"benchmark has {benchmark.num_classes} classes (and ignore index {benchmark.ignore_index}); "
+                "the label files do not use this benchmark's encoding"
+            )
+        image = item["image"].to(device, non_blocking=True)
+        label = item["label"].to(device, non_blocking=True)
+        count(batcher.add(image, key=label))
+    count(batcher.finish())
+    return confusion
+
+
+def _predict(
+    batcher: WindowBatcher, job: ScoredImage, threshold: float | None, background_query: bool
 ) -> torch.Tensor:
     """Class index per label pixel: upsample to the label's size, postprocess, background, argmax."""
     assert job.scores is not None
     label = job.key
     scores = F.interpolate(job.scores[None], size=tuple(label.shape), mode="bilinear", align_corners=False)
-    with autocast():
-        scores = model.postprocess(scores, job.image[None], text)
+    with batcher.autocast():
+        scores = batcher.method.postprocess(scores, job.image[None], batcher.text)
     return assign_labels(scores.float(), threshold, background_query)[0]
