@@ -108,6 +108,10 @@ def test_limit_synonyms_and_records_are_never_overwritten(bench_inputs: dict[str
         (["--method", "dummy", "--dataset", "toy", "--protocol", "tlc"], "Did you mean 'tcl'?"),
         (["--method", "dummy", "--dataset", "toy", "--set", "bg_tresh=1"], "Did you mean bg_thresh?"),
         (["--method", "dummy", "--dataset", "toy", "--limit", "0"], "--limit must be at least 1"),
+        (
+            ["--method", "dummy", "--dataset", "toy", "toy_bg", "--synonyms", "alt"],
+            "no synonym vocabulary 'alt'",
+        ),
     ],
 )
 def test_user_errors_are_messages(

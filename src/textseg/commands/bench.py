@@ -84,6 +84,7 @@ def _plan(args: argparse.Namespace, spec: MethodSpec) -> list[_Job]:
     from textseg.errors import ConfigError
     from textseg.paths import data_root
     from textseg.registry import BENCHMARKS, PROTOCOLS
+    from textseg.text.templates import get_templates
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}")
@@ -91,13 +92,20 @@ def _plan(args: argparse.Namespace, spec: MethodSpec) -> list[_Job]:
         raise ConfigError("--max-windows must be at least 1 and --num-workers at least 0")
     overrides = parse_assignments(args.overrides)
     root = data_root(args.data_root)
-    jobs = []
+    resolved = []
     for name in dict.fromkeys(args.datasets):
         benchmark = BENCHMARKS.get(name)
         config = spec.resolve(args.preset, overrides, benchmark=name)
         protocol = PROTOCOLS.get(args.protocol or config.protocol)
-        jobs.append(_Job(benchmark, config, protocol, benchmark.open(root)))
-    return jobs
+        settings = protocol.for_benchmark(name)
+        # Fails now, not after the first benchmarks ran, if a vocabulary or template set is unknown.
+        benchmark.vocabulary(
+            get_templates(settings.templates), args.synonyms or settings.synonyms, settings.background_query
+        )
+        resolved.append((benchmark, config, protocol))
+    return [
+        _Job(benchmark, config, protocol, benchmark.open(root)) for benchmark, config, protocol in resolved
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
