@@ -25,7 +25,7 @@ from textseg.evaluation.windows import Window, window_grid
 
 @dataclass(eq=False)
 class ScoredImage:
-    """One image whose windows have all been scored: ``scores`` is ``[K, h, w]`` at protocol size."""
+    """An image in flight; once ``remaining`` is 0, ``scores`` is its averaged ``[K, h, w]`` map."""
 
     key: Any
     image: Tensor  # [3, h, w], the normalised input
