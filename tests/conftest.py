@@ -64,3 +64,26 @@ def plugin_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     for registry in (METHODS, BENCHMARKS, PROTOCOLS):
         registry.reset()
     sys.modules.pop("textseg_dummy_plugin", None)
+
+
+@pytest.fixture
+def toy_plugin_env(plugin_env: Path) -> Iterator[Path]:
+    """``plugin_env`` plus a second outside distribution with the test-only ``toy`` benchmarks and
+    ``toy`` protocol (tests/plugins/textseg_toy_benchmark.py), for the harness and ``bench`` tests."""
+    from textseg.registry import BENCHMARKS, PROTOCOLS
+
+    write_distribution(
+        plugin_env,
+        "textseg-toy-benchmark",
+        {
+            "textseg.benchmarks": {
+                name: f"textseg_toy_benchmark:{attr}"
+                for name, attr in (("toy", "TOY"), ("toy_bg", "TOY_BG"), ("toy_reduce", "TOY_REDUCE"))
+            },
+            "textseg.protocols": {"toy": "textseg_toy_benchmark:TOY_PROTOCOL"},
+        },
+    )
+    for registry in (BENCHMARKS, PROTOCOLS):
+        registry.reset()
+    yield plugin_env
+    sys.modules.pop("textseg_toy_benchmark", None)

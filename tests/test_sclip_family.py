@@ -13,6 +13,7 @@ from textseg.api import MethodSpec, Vocabulary
 from textseg.clip import get_last_block
 from textseg.clip.segmentor import DenseCLIP, suppress_small_classes
 from textseg.errors import ConfigError
+from textseg.evaluation.inference import assign_labels
 from textseg.evaluation.pamr import PAMR
 from textseg.methods.clearclip import SPEC as CLEARCLIP
 from textseg.methods.naclip import SPEC as NACLIP
@@ -114,11 +115,8 @@ def _official_labels(probs: torch.Tensor, prob_thd: float) -> torch.Tensor:
 
 
 def _harness_labels(probs: torch.Tensor, bg_thresh: float) -> torch.Tensor:
-    """The harness's rule with background_query (textseg.evaluation ``assign_labels``): channel 0 =
-    max(channel 0, bg_thresh), then argmax."""
-    scores = probs.clone()
-    scores[:, 0].clamp_(min=bg_thresh)
-    return scores.argmax(1)
+    """The harness's own rule with background_query."""
+    return assign_labels(probs.clone(), bg_thresh, background_query=True)
 
 
 @pytest.mark.parametrize("threshold", [0.1, 0.15, 0.4, 0.5])

@@ -80,12 +80,11 @@ class ResultsRecord:
 
 def environment() -> dict[str, str | None]:
     """Versions and the textseg git commit (None outside a git checkout), for a new record."""
-    import torch
-    import transformers
+    from importlib.metadata import version
 
     return {
-        "torch_version": torch.__version__,
-        "transformers_version": transformers.__version__,
+        "torch_version": version("torch"),
+        "transformers_version": version("transformers"),
         "git_commit": git_commit(),
     }
 
