@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from textseg.api import Vocabulary
 from textseg.clip.openai_format import hf_to_openai
 from textseg.errors import ConfigError
+from textseg.io import file_digest
 from textseg.methods.maskclip import SPEC
 from textseg.testing.tiny_clip import build_tiny_clip, ensure_tiny_clip
-from textseg.weights import load_weights, read_state_dict
+from textseg.weights import apply_weights, read_state_dict, weights_overrides
 
 VOCAB = Vocabulary.from_names(["cat", "car, automobile", "grass"], ("a photo of a {}.", "art of the {}."))
 
@@ -58,22 +59,27 @@ def test_bad_settings_fail_early() -> None:
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("layout", ["transformers folder", "openai file"])
-def test_weights_accepts_clip_checkpoints(layout: str, tmp_path: Path) -> None:
-    """``--weights`` with CLIP weights replaces the CLIP the preset loaded (here: another random tiny CLIP)."""
-    other = build_tiny_clip(tmp_path / "other", seed=1)
-    method = SPEC.create("tiny", {"clip": str(other)}).eval()
+def test_weights_build_the_method_from_a_clip_folder(tmp_path: Path) -> None:
+    """``--weights`` with CLIP weights replaces the preset's CLIP: the method is built from them."""
     reference = SPEC.create("tiny").eval()
+    other = SPEC.create("tiny", {"clip": str(build_tiny_clip(tmp_path / "other", seed=1))}).eval()
+    source = str(ensure_tiny_clip())
+    overrides = weights_overrides(SPEC, source)
+    assert overrides == {"clip": source}
+    method = SPEC.create("paper", {**overrides, "text_cache": "false"}).eval()  # paper would load the hub
+    info = apply_weights(method, SPEC, source)
+    assert info is not None and info.path.endswith("model.safetensors")
+    assert info.sha256 == file_digest(ensure_tiny_clip() / "model.safetensors")
     images = _images(1, 3, 64, 64)
-    before = method.segment(images, method.encode_vocabulary(VOCAB))
-    if layout == "transformers folder":
-        source = str(ensure_tiny_clip())
-    else:
-        state, _ = read_state_dict(ensure_tiny_clip() / "model.safetensors")
-        source = str(tmp_path / "ViT-tiny.pt")
-        torch.save(hf_to_openai(state), source)
-    load_weights(method, SPEC, source)
     after = method.segment(images, method.encode_vocabulary(VOCAB))
     expected = reference.segment(images, reference.encode_vocabulary(VOCAB))
-    assert not torch.allclose(before, expected)
+    assert not torch.allclose(other.segment(images, other.encode_vocabulary(VOCAB)), expected)
     torch.testing.assert_close(after, expected)
+
+
+def test_weights_file_is_passed_to_the_clip_loader(tmp_path: Path) -> None:
+    state, _ = read_state_dict(ensure_tiny_clip() / "model.safetensors")
+    source = tmp_path / "ViT-tiny.pt"
+    torch.save(hf_to_openai(state), source)
+    assert weights_overrides(SPEC, str(source)) == {"clip": str(source)}
+    assert weights_overrides(SPEC, None) == {}

@@ -51,12 +51,18 @@ def test_overlay_has_one_colour_per_predicted_class_and_a_legend(
     grey = np.full((90, 120, 3), GREY, dtype=np.uint8)
     assert np.array_equal(region, blend(grey, labels, colours))
     assert len(np.unique(region.reshape(-1, 3), axis=0)) == len(predicted)
-    # the legend: a swatch in the colour of every predicted class and of no other, plus text
-    legend_colours = {tuple(c) for c in legend.reshape(-1, 3).tolist()}
+    # the legend: a solid swatch in the colour of every predicted class and of no other, plus text
     for index, colour in enumerate(colours):
-        assert (colour in legend_colours) == (index in predicted), names[index]
+        assert _has_swatch(legend, colour) == (index in predicted), names[index]
     text_area = legend[:, _last_swatch_column(legend, [colours[i] for i in predicted]) + 2 :]
     assert (text_area < 200).any(), "the legend holds no text"
+
+
+def _has_swatch(legend: np.ndarray, colour: tuple[int, int, int], side: int = 8) -> bool:
+    """A solid ``side`` x ``side`` square of ``colour`` (text glyphs, also black, have none)."""
+    solid = (legend == colour).all(axis=-1).astype(np.int32)
+    windows = np.lib.stride_tricks.sliding_window_view(solid, (side, side))
+    return bool((windows.sum(axis=(-2, -1)) == side * side).any())
 
 
 def _last_swatch_column(legend: np.ndarray, swatches: list[tuple[int, int, int]]) -> int:

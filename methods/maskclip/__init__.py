@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from textseg.api import MethodSpec, Preset
-from textseg.clip.backbone import OPENAI_VIT_B16, convert_clip_checkpoint
+from textseg.clip.backbone import OPENAI_VIT_B16
 
 from .config import MaskCLIPConfig
 from .model import MaskCLIP
@@ -23,7 +23,7 @@ SPEC = MethodSpec(
         "tiny": Preset("a tiny random CLIP, for tests", model={"clip": "tiny"}, protocol="tcl"),
     },
     checkpoints={"openai": OPENAI_VIT_B16},
-    convert_checkpoint=convert_clip_checkpoint,
+    weights_setting="clip",
     license="Apache-2.0 (official MaskCLIP code); CLIP weights: MIT (OpenAI)",
 )
 

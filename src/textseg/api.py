@@ -277,7 +277,9 @@ class MethodSpec:
     ``presets`` must hold ``tiny`` (CPU-sized, used by the contract tests) and, for published
     methods, ``paper`` (the published recipe). ``checkpoints`` names released weights
     (``official``); ``convert_checkpoint`` maps a state dict in the official code's naming onto
-    this implementation.
+    this implementation. ``weights_setting`` is for methods whose only weights are a pretrained
+    backbone (the training-free CLIP methods: ``"clip"``): ``--weights`` then fills that setting and
+    the method is built straight from those weights, instead of being built and overwritten.
     """
 
     name: str
@@ -288,6 +290,7 @@ class MethodSpec:
     presets: Mapping[str, Preset]
     checkpoints: Mapping[str, Checkpoint] = field(default_factory=dict)
     convert_checkpoint: Converter | None = None
+    weights_setting: str | None = None
     trainable: bool = False
     license: str = ""
     default_preset: str = "paper"
@@ -299,6 +302,12 @@ class MethodSpec:
             raise TypeError(f"method {self.name!r}: a 'tiny' preset is required (the contract tests use it)")
         if self.default_preset not in self.presets:
             raise TypeError(f"method {self.name!r}: default preset {self.default_preset!r} is not defined")
+        if self.weights_setting is not None and self.weights_setting not in {
+            f.name for f in dataclasses.fields(self.config_cls)
+        }:
+            raise TypeError(
+                f"method {self.name!r}: weights_setting {self.weights_setting!r} is not a config field"
+            )
 
     def preset(self, name: str | None) -> Preset:
         name = name or self.default_preset

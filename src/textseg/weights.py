@@ -175,6 +175,31 @@ def load_weights(method: SegMethod, spec: MethodSpec, source: str) -> WeightsInf
     return WeightsInfo(source=source, path=str(path), sha256=file_digest(path))
 
 
+def weights_overrides(spec: MethodSpec, source: str | None) -> dict[str, str]:
+    """The settings ``--weights`` fills for a method built straight from its backbone weights.
+
+    Empty unless ``spec.weights_setting`` is set; a released checkpoint name is downloaded (once)
+    and a folder is passed as is (it holds the model's config and tokenizer).
+    """
+    if source is None or spec.weights_setting is None:
+        return {}
+    path = Path(source).expanduser()
+    return {spec.weights_setting: str(path if path.is_dir() else resolve_weights(spec, source))}
+
+
+def apply_weights(method: SegMethod, spec: MethodSpec, source: str | None) -> WeightsInfo | None:
+    """Give a built method its ``--weights``: load them over it, or, for a method built from them
+    (:func:`weights_overrides`), describe them. The returned info goes into results records."""
+    if source is None:
+        return None
+    if spec.weights_setting is None:
+        return load_weights(method, spec, source)
+    path = Path(getattr(method.config, spec.weights_setting))
+    if path.is_dir():
+        path = next((path / name for name in WEIGHTS_FILENAMES if (path / name).is_file()), path)
+    return WeightsInfo(source=source, path=str(path), sha256=file_digest(path) if path.is_file() else None)
+
+
 def save_weights(method: SegMethod, path: str | Path) -> Path:
     """Write the method's trainable state (pretrained parts left out) as safetensors, atomically."""
     from safetensors.torch import save_file

@@ -4,9 +4,9 @@ A method keeps one :class:`CLIPBackbone` as a submodule (say ``self.clip``) and 
 ``pretrained_prefixes``, so saved checkpoints leave CLIP out. Its state-dict keys are
 ``vision.transformer.*``, ``vision.projection.weight``, ``text.transformer.*``,
 ``text.projection.weight`` and ``logit_scale``; :func:`backbone_state` maps a transformers or
-OpenAI CLIP state dict onto them. A training-free method holding its CLIP as ``self.clip`` uses
-:func:`convert_clip_checkpoint` as its ``convert_checkpoint`` and :data:`OPENAI_VIT_B16` as a
-released checkpoint, so ``--weights`` accepts CLIP weights.
+OpenAI CLIP state dict onto them. A training-free method built from its CLIP sets
+``weights_setting="clip"`` and lists :data:`OPENAI_VIT_B16` as a released checkpoint, so
+``--weights`` accepts CLIP weights (a folder, an OpenAI file, or ``openai``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
-from textseg.api import Checkpoint, SegMethod
+from textseg.api import Checkpoint
 from textseg.clip.loading import DEFAULT_CLIP, load_clip
 from textseg.clip.openai_format import is_openai_state_dict, openai_to_hf
 from textseg.clip.text import TextTower
@@ -54,11 +54,6 @@ def backbone_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     if unknown:
         raise WeightsError(f"not a CLIP state dict: {len(unknown)} keys such as {unknown[:5]} fit nowhere")
     return out
-
-
-def convert_clip_checkpoint(state: Mapping[str, Tensor], method: SegMethod) -> dict[str, Tensor]:
-    """A transformers or OpenAI CLIP state dict -> the keys of a method holding its CLIP as ``clip``."""
-    return {f"clip.{key}": value for key, value in backbone_state(state).items()}
 
 
 #: OpenAI's own ViT-B/16 release (TorchScript, fp16); its sha256 is the folder name in the URL.

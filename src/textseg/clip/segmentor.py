@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from textseg.api import MethodSpec, Preset, SegMethod, TextState, Vocabulary
-from textseg.clip.backbone import OPENAI_VIT_B16, CLIPBackbone, convert_clip_checkpoint
+from textseg.clip.backbone import OPENAI_VIT_B16, CLIPBackbone
 from textseg.clip.last_block import get_last_block
 from textseg.clip.loading import DEFAULT_CLIP
 from textseg.clip.padding import pad_to_multiple, unpad_scores
@@ -193,6 +193,6 @@ def dense_clip_spec(
         build=DenseCLIP,
         presets=presets,
         checkpoints={"openai": OPENAI_VIT_B16},
-        convert_checkpoint=convert_clip_checkpoint,
+        weights_setting="clip",
         license=license,
     )

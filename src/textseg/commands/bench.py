@@ -85,12 +85,13 @@ def _plan(args: argparse.Namespace, spec: MethodSpec) -> list[_Job]:
     from textseg.paths import data_root
     from textseg.registry import BENCHMARKS, PROTOCOLS
     from textseg.text.templates import get_templates
+    from textseg.weights import weights_overrides
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}")
     if args.max_windows < 1 or args.num_workers < 0:
         raise ConfigError("--max-windows must be at least 1 and --num-workers at least 0")
-    overrides = parse_assignments(args.overrides)
+    overrides = {**parse_assignments(args.overrides), **weights_overrides(spec, args.weights)}
     root = data_root(args.data_root)
     resolved = []
     for name in dict.fromkeys(args.datasets):
@@ -111,7 +112,7 @@ def _plan(args: argparse.Namespace, spec: MethodSpec) -> list[_Job]:
 def run(args: argparse.Namespace) -> int:
     from textseg.evaluation.evaluator import default_accelerator, evaluate
     from textseg.registry import METHODS
-    from textseg.weights import load_weights
+    from textseg.weights import apply_weights
 
     spec = METHODS.get(args.method)
     jobs = _plan(args, spec)
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     for job in jobs:
         if built is None or built[0] != job.config.model:
             method = spec.build(job.config.model)
-            info = load_weights(method, spec, args.weights) if args.weights else None
+            info = apply_weights(method, spec, args.weights)
             built = (job.config.model, method, dataclasses.asdict(info) if info else None)
         _, method, weights = built
         result = evaluate(

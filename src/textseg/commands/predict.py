@@ -1,21 +1,15 @@
 """``textseg predict``: segment one image with free-form class names; write an overlay and a label map.
 
-The image is resized and normalised as the method's protocol says, scored in one whole-image
-``segment`` call, upsampled to the image's size, post-processed, given a background channel at the
-method's threshold (``--background``, the default) and reduced with argmax.
+The image goes through the harness's own steps (``textseg.evaluation``): the protocol's resize,
+normalisation and sliding windows, window scores merged, upsampled to the image's size,
+post-processed, a background channel at the method's threshold (``--background``, the default),
+argmax. So a prediction is exactly what ``textseg bench`` would score for that image.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import numpy as np
-    import torch
-
-    from textseg.evaluation.protocol import Protocol
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -66,19 +60,22 @@ def parse_classes(text: str) -> list[tuple[str, ...]]:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
-    import torch.nn.functional as F
     from PIL import Image, UnidentifiedImageError
 
     from textseg.api import Vocabulary
     from textseg.config import parse_assignments
     from textseg.errors import TextsegError
+    from textseg.evaluation.inference import WindowBatcher, image_labels
+    from textseg.evaluation.preprocess import preprocess
     from textseg.overlay import class_colours, render_overlay, save_label_map, save_png
     from textseg.registry import METHODS, PROTOCOLS
     from textseg.text.templates import get_templates
-    from textseg.weights import load_weights
+    from textseg.weights import apply_weights, weights_overrides
 
     spec = METHODS.get(args.method)
-    resolved = spec.resolve(args.preset, parse_assignments(args.set))
+    resolved = spec.resolve(
+        args.preset, {**parse_assignments(args.set), **weights_overrides(spec, args.weights)}
+    )
     protocol = PROTOCOLS.get(resolved.protocol)
     classes = parse_classes(args.classes)
     vocab = Vocabulary(tuple(classes), get_templates(args.templates or protocol.templates))
@@ -90,20 +87,16 @@ def run(args: argparse.Namespace) -> int:
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     method = spec.build(resolved.model)
-    if args.weights:
-        load_weights(method, spec, args.weights)
+    apply_weights(method, spec, args.weights)
     method.to(device).eval()
     threshold = method.background_threshold() if args.background else None
 
-    inputs = preprocess(image, protocol).to(device)
+    inputs = preprocess(image, (protocol.max_long_side, protocol.short_side), protocol.mean, protocol.std)
     with torch.no_grad():
-        text = method.encode_vocabulary(vocab)
-        scores = method.segment(inputs, text)
-        scores = F.interpolate(scores.float(), image.shape[:2], mode="bilinear", align_corners=False)
-        scores = method.postprocess(scores, inputs, text)
-        if threshold is not None:
-            scores = torch.cat([torch.full_like(scores[:, :1], threshold), scores], dim=1)
-        labels = scores.argmax(dim=1)[0].cpu().numpy().astype(np.int64)
+        batcher = WindowBatcher(method, method.encode_vocabulary(vocab), protocol.crop, protocol.stride)
+        (job,) = batcher.add(inputs.to(device)) + batcher.finish()
+        labels = image_labels(batcher, job, image.shape[:2], threshold, background_query=False)
+        labels = labels.cpu().numpy().astype(np.int64)
 
     names = (["background"] if threshold is not None else []) + [c[0] for c in classes]
     colours = class_colours(len(names), background=threshold is not None)
@@ -118,21 +111,3 @@ def run(args: argparse.Namespace) -> int:
         if counts[index]:
             print(f"  {names[index]:<24} {100 * counts[index] / labels.size:5.1f}%")
     return 0
-
-
-def preprocess(image: np.ndarray, protocol: Protocol) -> torch.Tensor:
-    """Resize (keep ratio: short side ``short_side``, long side at most ``max_long_side``) and normalise.
-
-    mmcv's rounding rule ``int(x * scale + 0.5)``; PIL bilinear resampling on the uint8 image.
-    """
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    height, width = image.shape[:2]
-    scale = min(protocol.max_long_side / max(height, width), protocol.short_side / min(height, width))
-    size = (int(width * scale + 0.5), int(height * scale + 0.5))
-    resized = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
-    mean = np.asarray(protocol.mean, dtype=np.float32)
-    std = np.asarray(protocol.std, dtype=np.float32)
-    return torch.from_numpy((resized - mean) / std).permute(2, 0, 1).unsqueeze(0)

@@ -15,14 +15,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from textseg.api import SegMethod
 from textseg.benchmark import BenchmarkSpec, EvalSource
 from textseg.errors import ConfigError, TextsegError
 from textseg.evaluation.data import EvalImages, EvalItem, make_loader, shard
-from textseg.evaluation.inference import ScoredImage, WindowBatcher, assign_labels
+from textseg.evaluation.inference import ScoredImage, WindowBatcher, image_labels
 from textseg.evaluation.metrics import ConfusionMatrix, compute_metrics
 from textseg.evaluation.protocol import Protocol
 from textseg.text.templates import get_templates
@@ -177,7 +176,9 @@ def _score(
 
     def count(done: list[ScoredImage]) -> None:
         for job in done:
-            confusion.add(_predict(batcher, job, threshold, background_query), job.key)
+            confusion.add(
+                image_labels(batcher, job, tuple(job.key.shape), threshold, background_query), job.key
+            )
         bar.update(len(done))
 
     for item in loader:
@@ -192,15 +193,3 @@ def _score(
         count(batcher.add(image, key=label))
     count(batcher.finish())
     return confusion
-
-
-def _predict(
-    batcher: WindowBatcher, job: ScoredImage, threshold: float | None, background_query: bool
-) -> torch.Tensor:
-    """Class index per label pixel: upsample to the label's size, postprocess, background, argmax."""
-    assert job.scores is not None
-    label = job.key
-    scores = F.interpolate(job.scores[None], size=tuple(label.shape), mode="bilinear", align_corners=False)
-    with batcher.autocast():
-        scores = batcher.method.postprocess(scores, job.image[None], batcher.text)
-    return assign_labels(scores.float(), threshold, background_query)[0]

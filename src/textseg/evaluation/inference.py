@@ -167,3 +167,19 @@ def assign_labels(scores: Tensor, threshold: float | None, background_query: boo
         return scores.argmax(1)
     best, index = scores.max(1)
     return torch.where(best > threshold, index + 1, 0)
+
+
+def image_labels(
+    batcher: WindowBatcher,
+    job: ScoredImage,
+    size: tuple[int, int],
+    threshold: float | None,
+    background_query: bool,
+) -> Tensor:
+    """Class index per pixel ``[H, W]`` of a scored image: upsample its merged window scores to
+    ``size`` (the label's), let the method post-process the whole image, add background, argmax."""
+    assert job.scores is not None
+    scores = F.interpolate(job.scores[None], size=size, mode="bilinear", align_corners=False)
+    with batcher.autocast():
+        scores = batcher.method.postprocess(scores, job.image[None], batcher.text)
+    return assign_labels(scores.float(), threshold, background_query)[0]

@@ -1,0 +1,77 @@
+"""Every shipped method end to end through ``textseg bench`` on a synthetic VOC layout.
+
+The training-free CLIP methods take ``--weights <CLIP folder>`` with their published preset (the
+folder replaces the hub CLIP, so this runs offline); TCL takes a checkpoint in the official
+repository's naming on top of the tiny CLIP.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from test_tcl_model import official_state
+
+from textseg.cli import main
+from textseg.evaluation.records import read_record
+from textseg.io import file_digest
+from textseg.registry import BENCHMARKS, METHODS
+from textseg.testing.tiny_clip import ensure_tiny_clip
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def voc_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("voc")
+    spec = BENCHMARKS.get("voc21")
+    spec.layout.write_synthetic(root, spec.num_classes, n=2, seed=3)
+    return root
+
+
+def _bench(method: str, root: Path, out: Path, *extra: str) -> Path:
+    args = ["bench", "--method", method, "--dataset", "voc21", "--data-root", str(root)]
+    assert main([*args, "--output", str(out), "--num-workers", "0", *extra]) == 0
+    (path,) = out.glob("*.json")
+    return path
+
+
+@pytest.mark.parametrize("method", ["maskclip", "sclip", "clearclip", "naclip"])
+def test_training_free_methods_bench_with_clip_weights(method: str, voc_root: Path, tmp_path: Path) -> None:
+    clip = ensure_tiny_clip()
+    record = read_record(_bench(method, voc_root, tmp_path, "--weights", str(clip)))
+    assert (record.method, record.preset, record.benchmark, record.num_images) == (
+        method,
+        "paper",
+        "voc21",
+        2,
+    )
+    assert record.config["clip"] == str(clip)
+    assert record.protocol == METHODS.get(method).presets["paper"].protocol
+    assert record.weights is not None
+    assert record.weights["sha256"] == file_digest(clip / "model.safetensors")
+    assert 0 <= record.metrics["mIoU"] <= 100 and len(record.per_class_iou) == 21
+
+
+def test_tcl_benches_an_official_format_checkpoint(voc_root: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    trained = METHODS.get("tcl").create("tiny")
+    for p in trained.parameters():  # not the initial values, so loading them matters
+        p.data.add_(0.01 * torch.randn_like(p))
+    checkpoint = tmp_path / "tcl.pth"
+    torch.save({"model": official_state(trained)}, checkpoint)
+    path = _bench("tcl", voc_root, tmp_path / "out", "--weights", str(checkpoint), "--set", "clip=tiny")
+    record = read_record(path)
+    assert record.weights == {
+        "source": str(checkpoint),
+        "path": str(checkpoint),
+        "sha256": file_digest(checkpoint),
+    }
+    assert record.config["pamr"] is True and record.config["bg_thresh"] == 0.4  # the paper preset
+    assert 0 <= record.metrics["mIoU"] <= 100
+
+
+def test_vilseg_benches_its_tiny_preset(voc_root: Path, tmp_path: Path) -> None:
+    record = read_record(_bench("vilseg", voc_root, tmp_path, "--preset", "tiny"))
+    assert record.method == "vilseg" and record.weights is None and record.num_images == 2
