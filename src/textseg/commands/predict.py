@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     vocab = Vocabulary(tuple(classes), get_templates(args.templates or protocol.templates))
     try:
         with Image.open(args.image) as img:
-            image = np.asarray(img.convert("RGB"))
+            image = np.array(img.convert("RGB"))
     except (OSError, UnidentifiedImageError) as exc:
         raise TextsegError(f"--image {args.image}: cannot read it as an image ({exc})") from exc
 
