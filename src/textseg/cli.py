@@ -14,7 +14,7 @@ from textseg import __version__
 from textseg.errors import TextsegError
 
 #: Subcommand modules, in the order ``textseg --help`` lists them.
-COMMAND_MODULES = ("listing",)
+COMMAND_MODULES = ("listing", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:
