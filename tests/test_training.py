@@ -81,6 +81,21 @@ def test_param_groups_and_lr_scaled_by_global_batch(plugin_env: Path) -> None:
     assert optimizer.defaults["eps"] == 1e-6
 
 
+def test_optional_trackers_name_their_extra_when_missing(tmp_path: Path) -> None:
+    import importlib.util
+
+    from textseg.errors import ConfigError
+    from textseg.training.trackers import CSVTracker, build_trackers
+
+    (csv,) = build_trackers(["csv"], tmp_path, resume_step=None)
+    assert isinstance(csv, CSVTracker)
+    with pytest.raises(ConfigError, match="unknown tracker 'mlflowx'"):
+        build_trackers(["mlflowx"], tmp_path, None)
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(ConfigError, match=r"pip install 'textseg\[tensorboard\]'"):
+            build_trackers(["csv", "tensorboard"], tmp_path, None)
+
+
 # --------------------------------------------------------------------------------------------
 # the loop
 # --------------------------------------------------------------------------------------------

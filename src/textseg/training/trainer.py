@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import time
 from collections import Counter
@@ -374,7 +375,7 @@ class Trainer:
         skipped = _skipped_everywhere(loader)
         values: dict[str, float] = {f"train/{n}": float(v) for n, v in zip(names, means.tolist())}
         values.update({"train/lr": lr, "train/samples_per_second": rate})
-        values.update({f"data/skipped/{reason}": float(n) for reason, n in skipped.items()})
+        values.update({f"data/skipped/{_tag(reason)}": float(n) for reason, n in skipped.items()})
         acc.log(values, step=step)
         bar.set_postfix(
             loss=f"{values['train/loss']:.4f}",
@@ -403,6 +404,11 @@ def _skipped_everywhere(loader: StreamLoader) -> Counter[str]:
     for counts in gather_object([dict(loader.skipped())]):
         total.update(counts)
     return total
+
+
+def _tag(reason: str) -> str:
+    """A skip reason as a tracker-friendly name ("method: too few nouns" -> "method_too_few_nouns")."""
+    return re.sub(r"\W+", "_", reason).strip("_")
 
 
 def _specs(data: str | Sequence[str] | Sequence[SourceSpec]) -> list[SourceSpec]:
