@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     from textseg.api import TrainingNotSupportedError
     from textseg.errors import ConfigError
     from textseg.registry import METHODS
-    from textseg.training.trainer import Trainer
+    from textseg.training.trainer import Trainer, open_sources
 
     overrides = _given_overrides(args)
     checkpoint, resume_dir = None, None
@@ -180,13 +180,14 @@ def run(args: argparse.Namespace) -> int:
             f"method {method_name!r} is training-free (trainable methods: {trainable})"
         )
     resolved = spec.resolve(preset, overrides)
+    sources = open_sources(data)  # before the (possibly slow) model build: data errors come first
     run_dir = _choose_run_dir(args.output, spec.name, resolved.preset, resume_dir)
     set_seed(resolved.train.seed)  # the same initial weights on every process
     method = spec.build(resolved.model)
     trainer = Trainer(
         method,
         resolved.train,
-        data,
+        sources,
         run_dir,
         run_info={"method": spec.name, "preset": resolved.preset, "overrides": dict(resolved.overrides)},
         protocol=resolved.protocol,

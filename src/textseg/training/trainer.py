@@ -43,9 +43,9 @@ from tqdm.auto import tqdm
 from textseg import __version__
 from textseg.api import SegMethod
 from textseg.config import to_jsonable
-from textseg.data.sources import open_source
-from textseg.data.spec import SourceSpec, parse_data_spec
-from textseg.data.stream import ImageTextStream, StreamLoader
+from textseg.data.sources import Source, open_source
+from textseg.data.spec import parse_data_spec
+from textseg.data.stream import ImageTextStream, StreamLoader, mixing_weights
 from textseg.errors import ConfigError, TextsegError
 from textseg.io import write_json
 from textseg.paths import data_root
@@ -101,7 +101,7 @@ class Trainer:
         self,
         method: SegMethod,
         config: TrainConfig,
-        data: str | Sequence[str] | Sequence[SourceSpec],
+        data: str | Sequence[str] | Sequence[Source],
         run_dir: str | Path,
         *,
         run_info: dict[str, Any] | None = None,
@@ -109,7 +109,8 @@ class Trainer:
         resume: str | Path | None = None,
     ) -> None:
         self.method, self.config = method, config
-        self.data = _specs(data)
+        self.sources = open_sources(data)
+        mixing_weights(self.sources)  # a mix of sources of unknown size fails now, not in a worker
         self.run_dir = Path(run_dir)
         self.run_info = dict(run_info or {})
         self.resume = Path(resume) if resume is not None else None
@@ -169,7 +170,7 @@ class Trainer:
                 "continuation)"
             )
         stream = ImageTextStream(
-            [open_source(spec) for spec in self.data],
+            self.sources,
             self.method.train_transform(),
             self.method.collate,
             cfg.batch_size,
@@ -270,7 +271,7 @@ class Trainer:
                 self.run_dir / ckpt.RUN_FILE,
                 {
                     **self.run_info,
-                    "data": [spec.text for spec in self.data],
+                    "data": [source.spec.text for source in self.sources],
                     "train": to_jsonable(self.config),
                     "model": to_jsonable(self.method.config),
                     "processes": self.accelerator.num_processes,
@@ -411,13 +412,12 @@ def _tag(reason: str) -> str:
     return re.sub(r"\W+", "_", reason).strip("_")
 
 
-def _specs(data: str | Sequence[str] | Sequence[SourceSpec]) -> list[SourceSpec]:
-    if isinstance(data, str):
-        return parse_data_spec(data)
-    items = list(data)
-    if all(isinstance(item, SourceSpec) for item in items) and items:
+def open_sources(data: str | Sequence[str] | Sequence[Source]) -> list[Source]:
+    """Sources from ``--data`` values (opened: missing files and bad options fail here), or as given."""
+    items = [data] if isinstance(data, str) else list(data)
+    if items and all(isinstance(item, Source) for item in items):
         return items  # type: ignore[return-value]
-    return parse_data_spec(items)  # type: ignore[arg-type]
+    return [open_source(spec) for spec in parse_data_spec(items)]  # type: ignore[arg-type]
 
 
 class _Window:
