@@ -165,7 +165,13 @@ class _SlotState:
             self._restore_buffer(saved["buffer"].numpy())
 
     def _restore_buffer(self, locators: np.ndarray) -> None:
-        self.buffer = [self.stream.sources[int(s)].fetch(int(u), int(p)) for s, u, p in locators]
+        try:
+            self.buffer = [self.stream.sources[int(s)].fetch(int(u), int(p)) for s, u, p in locators]
+        except BadSample as exc:
+            raise DataError(
+                f"cannot refill the shuffle buffer saved in the checkpoint ({exc.reason}): the data changed "
+                "since it was written; resume with the same files"
+            ) from None
         self.locators[: len(locators)] = locators
 
     def next_raw(self) -> RawSample | None:
