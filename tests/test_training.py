@@ -4,6 +4,7 @@ and on two processes."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -230,6 +231,7 @@ def test_train_command_writes_checkpoints_that_bench_weights_accepts(
     assert "differs from the run being resumed" in capsys.readouterr().err
     assert main(["train", "--resume", str(out), "--steps", "22"]) == 0
     assert [step for step, _ in list_checkpoints(out)][-1] == 22
+    assert json.loads((out / "run.json").read_text())["train"]["steps"] == 22  # a later --resume keeps 22
 
 
 @pytest.mark.slow

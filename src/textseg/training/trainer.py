@@ -275,6 +275,7 @@ class Trainer:
                     "train": to_jsonable(self.config),
                     "model": to_jsonable(self.method.config),
                     "processes": self.accelerator.num_processes,
+                    "resumed_from": str(self.resume) if self.resume else None,
                     "textseg_version": __version__,
                     "date": datetime.now(UTC).isoformat(timespec="seconds"),
                 },
@@ -296,7 +297,7 @@ class Trainer:
         else:
             start, data_state = 0, None
             set_seed(cfg.seed, device_specific=True)  # seed + process index, as TCL's use_rank_shift
-            self._write_run_file()
+        self._write_run_file()  # on resume too: the settings now in force (e.g. more steps)
         loader = self._loader(data_state, start)
         acc.init_trackers("textseg", config={k: str(v) for k, v in to_jsonable(cfg).items()})
         try:
