@@ -5,13 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from textseg.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters of the one training loop.
 
     ``lr`` and ``min_lr`` are per the recipe; when ``lr_scale_batch`` is set they are multiplied
-    by ``global batch / lr_scale_batch`` (TCL and CoDe scale by global batch / 4096).
+    by ``global batch / lr_scale_batch`` (TCL and CoDe scale by global batch / 4096). The global
+    batch is ``batch_size x processes x grad_accum``. ``num_workers`` data workers run per process.
+    ``checkpoint_every``/``eval_every``/``log_every`` count optimisation steps; ``keep_last=0``
+    keeps every checkpoint. Periodic evaluation reads ``eval_benchmarks`` under ``eval_data_root``
+    (default: ``$TEXTSEG_DATA`` or ``./data``).
     """
 
     steps: int = 1000
@@ -34,5 +40,18 @@ class TrainConfig:
     keep_last: int = 3
     eval_every: int = 0
     eval_benchmarks: tuple[str, ...] = ()
+    eval_data_root: str | None = None
     log_every: int = 10
     trackers: tuple[str, ...] = ("csv",)
+    find_unused_parameters: bool = False  # DDP: set when a trainable parameter may get no gradient in a step
+
+    def __post_init__(self) -> None:
+        positive = ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "num_workers", "shuffle_buffer", "keep_last", "eval_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} cannot be negative, got {getattr(self, name)}")
+        if not 0 < self.warmup_start_factor <= 1:
+            raise ConfigError(f"train.warmup_start_factor must be in (0, 1], got {self.warmup_start_factor}")

@@ -1,0 +1,1 @@
+"""Image-text training data: the ``--data`` syntax, the sources it names, and the stream the trainer reads."""
