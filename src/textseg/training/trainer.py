@@ -389,13 +389,12 @@ class Trainer:
         window.reset()
 
     def _evaluate(self, step: int) -> None:
-        from textseg.evaluation.evaluator import evaluate  # written with the harness; imported only when used
+        from textseg.evaluation.evaluator import evaluate  # imported only when periodic evaluation is on
 
         values: dict[str, float] = {}
         for name, benchmark, source, protocol in self._evaluations:
             result = evaluate(self.method, benchmark, source, protocol, accelerator=self.accelerator)
-            metrics = getattr(result, "metrics", result)
-            values.update({f"eval/{name}/{key}": float(v) for key, v in metrics.items()})
+            values.update({f"eval/{name}/{key}": float(v) for key, v in result.metrics.items()})
         self.method.train()
         self.accelerator.log(values, step=step)
 

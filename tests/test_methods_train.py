@@ -1,0 +1,52 @@
+"""Every shipped trainable method end to end: ``textseg train`` on img2dataset shards (with periodic
+evaluation through the harness), then ``textseg bench --weights <checkpoint folder>``."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from textseg.cli import main
+from textseg.evaluation.records import read_record
+from textseg.registry import BENCHMARKS
+from textseg.testing.image_text import write_shards
+from textseg.training.checkpoint import list_checkpoints
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("methods-train")
+    write_shards(root / "shards", 2, 8, image_size=64)
+    voc = BENCHMARKS.get("voc21")
+    voc.layout.write_synthetic(root / "data", voc.num_classes, n=2, seed=5)
+    return {"shards": root / "shards", "data": root / "data"}
+
+
+@pytest.mark.parametrize(("method", "steps"), [("tcl", 3), ("vilseg", 2)])
+def test_train_then_bench_the_checkpoint(
+    method: str, steps: int, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    train = ["train", "--method", method, "--preset", "tiny", "--data", str(inputs["shards"])]
+    train += ["--steps", str(steps), "--batch-size", "4", "--output", str(run)]
+    train += ["--set", "train.num_workers=0", "--set", f"train.eval_every={steps}"]
+    train += ["--set", "train.eval_benchmarks=voc21", "--set", f"train.eval_data_root={inputs['data']}"]
+    assert main(train) == 0
+    checkpoints = list_checkpoints(run)
+    assert checkpoints[-1][0] == steps
+    with open(run / "metrics.csv", newline="") as handle:
+        logged = {(int(row["step"]), row["name"]) for row in csv.DictReader(handle)}
+    assert (steps, "train/loss") in logged and (steps, "eval/voc21/mIoU") in logged
+
+    out = tmp_path / "records"
+    bench = ["bench", "--method", method, "--preset", "tiny", "--dataset", "voc21"]
+    bench += ["--data-root", str(inputs["data"]), "--weights", str(checkpoints[-1][1]), "--output", str(out)]
+    assert main([*bench, "--num-workers", "0"]) == 0
+    (record_path,) = out.glob("*.json")
+    record = read_record(record_path)
+    assert record.weights is not None and record.weights["path"].endswith("weights.safetensors")
+    assert record.num_images == 2
