@@ -41,13 +41,28 @@ def official_state(method: TCL, *, losses: bool = True, clip: bool = False) -> d
         out["tclf_loss.logit_scale"] = method.feature_loss.logit_scale.detach().clone()
     out["pamr.aff_x.kernel"] = torch.zeros(8, 1, 3, 3)  # registered lazily by the official PAMR
     if clip:
-        for key, value in hf_to_openai(load_clip("tiny")[0].state_dict()).items():
-            if key.startswith("visual.ln_post."):
-                out["clip_image_encoder.clip_proj.ln." + key.removeprefix("visual.ln_post.")] = value
-            elif key == "visual.proj":
-                out["clip_image_encoder.clip_proj.proj"] = value
-            elif key.startswith("visual."):
-                out["clip_image_encoder.clip_visual." + key.removeprefix("visual.")] = value
-            elif key != "logit_scale":
-                out["clip_text_encoder." + key] = value
+        openai = tiny_clip_openai()
+        out.update(official_image_encoder(openai))
+        out.update(
+            {f"clip_text_encoder.{k}": v for k, v in openai.items() if not k.startswith(("visual.", "logit"))}
+        )
+    return out
+
+
+def tiny_clip_openai() -> dict[str, torch.Tensor]:
+    """The tiny CLIP's weights in OpenAI's names."""
+    return hf_to_openai(load_clip("tiny")[0].state_dict())
+
+
+def official_image_encoder(openai: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The frozen image tower of an OpenAI-named CLIP as TCL's and CoDe's ``clip_image_encoder.*``
+    (``ln_post`` and ``proj`` moved into ``clip_proj``)."""
+    out = {}
+    for key, value in openai.items():
+        if key.startswith("visual.ln_post."):
+            out["clip_image_encoder.clip_proj.ln." + key.removeprefix("visual.ln_post.")] = value
+        elif key == "visual.proj":
+            out["clip_image_encoder.clip_proj.proj"] = value
+        elif key.startswith("visual."):
+            out["clip_image_encoder.clip_visual." + key.removeprefix("visual.")] = value
     return out
