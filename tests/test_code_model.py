@@ -21,7 +21,7 @@ from textseg.errors import WeightsError
 from textseg.evaluation.pamr import PAMR, TCL_DILATIONS
 from textseg.methods.code import SPEC, CoDe
 from textseg.testing.contract import CONTRACT_NOUNS
-from textseg.weights import load_weights, resolve_weights
+from textseg.weights import load_weights, read_state_dict, resolve_weights
 
 
 def _images(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -325,7 +325,9 @@ def test_official_checkpoint_loads_and_scores_identically(tmp_path) -> None:
     state = official_state(source)
     state["frozen_clip.logit_scale"] = state["frozen_clip.logit_scale"] + 1.0
     loaded = SPEC.create("tiny").eval()
-    load_weights(loaded, SPEC, str(_save(tmp_path, state)))
+    path = _save(tmp_path, state)
+    assert read_state_dict(path)[1] == ["omegaconf.dictconfig.DictConfig"]  # read, never unpickled
+    load_weights(loaded, SPEC, str(path))
     for name, value in source.trainable_state_dict().items():
         if name != "text_segmenter.projection.weight":  # tiny CLIP only: no official counterpart
             assert torch.equal(loaded.state_dict()[name], value), name
