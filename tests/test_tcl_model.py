@@ -11,10 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from tcl_official import official_state
 
-from textseg.api import Vocabulary
-from textseg.clip.loading import load_clip
-from textseg.clip.openai_format import hf_to_openai
+from textseg.api import TextState, Vocabulary
 from textseg.errors import WeightsError
 from textseg.evaluation.pamr import PAMR, TCL_DILATIONS
 from textseg.methods.tcl import SPEC, TCL
@@ -249,48 +248,6 @@ def test_train_transform_uses_imagenet_statistics_and_clip_tokens() -> None:
 
 
 # -- the official checkpoint format ---------------------------------------------------------------
-def official_state(method: TCL, *, losses: bool = True, clip: bool = False) -> dict[str, torch.Tensor]:
-    """``method``'s weights in kakaobrain/tcl's naming, built from the module tree (not the converter)."""
-    index = len(method.clip.vision.layers) - 1
-    block = {
-        f"vision_model.encoder.layers.{index}.{name}": p.detach().clone()
-        for name, p in method.grounder.block.named_parameters()
-    }
-    out = {
-        key.replace("visual.transformer.", "masker.image_encoder.backbone.transformer."): value
-        for key, value in hf_to_openai(block).items()
-    }
-    for i, stage in enumerate(method.grounder.decoder.stages):
-        for j, conv in enumerate(stage.convs):
-            prefix = f"masker.image_encoder.decoder.decoder.net.{i}.{'conv' if j == 0 else 'conv2'}."
-            out[prefix + "norm.weight"] = conv.norm.weight.detach().clone()
-            out[prefix + "norm.bias"] = conv.norm.bias.detach().clone()
-            out[prefix + "conv.weight"] = conv.conv.weight.detach().clone()
-            out[prefix + "conv.bias"] = conv.conv.bias.detach().clone()
-            out[prefix + "gate.gate"] = conv.gate.gate.detach().clone()
-    proj = "masker.image_encoder.decoder.image_proj."
-    out[proj + "proj"] = method.grounder.projection.weight.detach().t().clone()  # [C, D], used as x @ proj
-    out[proj + "ln.weight"] = method.grounder.post_layernorm.weight.detach().clone()
-    out[proj + "ln.bias"] = method.grounder.post_layernorm.bias.detach().clone()
-    out["masker.sim2mask.w"] = method.sim2mask.w.detach().clone()
-    out["masker.sim2mask.b"] = method.sim2mask.b.detach().clone()
-    if losses:
-        out["tcli_loss.logit_scale"] = method.image_loss.logit_scale.detach().clone()
-        out["tclf_loss.logit_scale"] = method.feature_loss.logit_scale.detach().clone()
-    out["pamr.aff_x.kernel"] = torch.zeros(8, 1, 3, 3)  # registered lazily by the official PAMR
-    if clip:
-        for key, value in hf_to_openai(load_clip("tiny")[0].state_dict()).items():
-            if key.startswith("visual.ln_post."):
-                out["clip_image_encoder.clip_proj.ln." + key.removeprefix("visual.ln_post.")] = value
-            elif key == "visual.proj":
-                out["clip_image_encoder.clip_proj.proj"] = value
-            elif key.startswith("visual."):
-                out["clip_image_encoder.clip_visual." + key.removeprefix("visual.")] = value
-            elif key != "logit_scale":
-                out["clip_text_encoder." + key] = value
-    return out
-
-
 class _PickledConfig:
     """Stands in for the OmegaConf config the official trainer pickles beside the weights."""
 
@@ -381,3 +338,43 @@ def test_train_transform_redraws_when_posterize_asks_pillow_for_zero_bits() -> N
     transform.image = broken
     with pytest.raises(ValueError, match="something else"):
         transform({"image": Image.new("RGB", (8, 8)), "caption": "a cat", "key": "0"})
+
+
+# -- generalisations CoDe uses ---------------------------------------------------------------------
+def test_negative_area_weight_defaults_to_area_w_and_can_be_set_apart() -> None:
+    torch.manual_seed(0)
+    embedding, text = torch.randn(3, 32, 5, 6), torch.randn(3, 32)
+    for overrides, neg_weight in (({}, 0.4), ({"neg_area_w": 0.05}, 0.05)):
+        method = SPEC.create("tiny", {"tcl_w": 0, **overrides})
+        masks = method.pair_masks(embedding, text)
+        losses = method.grounding_losses(embedding, text, masks, None)
+        soft = torch.sigmoid(
+            10 * torch.einsum("bchw,nc->bnhw", F.normalize(embedding, dim=1), F.normalize(text, dim=-1)) - 2.5
+        )
+        paired = torch.eye(3, dtype=torch.bool)
+        torch.testing.assert_close(losses["area_loss"], 0.4 * (soft[paired].mean() - 0.4).abs())
+        torch.testing.assert_close(losses["neg_area_loss"], neg_weight * soft[~paired].mean())
+        assert "tcli_loss" not in losses
+
+
+@torch.no_grad()
+def test_highlighted_image_fills_the_masked_out_part_with_a_background(tcl: TCL) -> None:
+    images = _images(2, 3, 32, 48, seed=4)
+    hard = (_images(2, 1, 8, 12, seed=5) > 0).float()
+    background = _images(1, 3, 16, 16, seed=6)
+    up = hard.repeat_interleave(4, 2).repeat_interleave(4, 3)
+    filled = up * images + (1 - up) * F.interpolate(background, (32, 48), mode="bilinear")
+    global_embedding = tcl.clip.vision.global_embedding
+    torch.testing.assert_close(tcl.highlighted_embedding(images, hard, background), global_embedding(filled))
+    torch.testing.assert_close(tcl.highlighted_embedding(images, hard), global_embedding(up * images))
+
+
+@torch.no_grad()
+def test_kp_branch_reads_separate_embeddings_when_the_text_state_has_them(tcl: TCL) -> None:
+    vocab = Vocabulary.from_names(["cat", "grass"])
+    text = tcl.encode_vocabulary(vocab)
+    other = F.normalize(_images(2, text.embeddings.shape[1], seed=8), dim=-1)
+    images = _images(1, 3, 64, 64, seed=9)
+    same = tcl.segment(images, TextState(vocab, text.embeddings, {"kp": text.embeddings}))
+    torch.testing.assert_close(same, tcl.segment(images, text))
+    assert not torch.allclose(tcl.segment(images, TextState(vocab, text.embeddings, {"kp": other})), same)

@@ -66,3 +66,23 @@ def test_missing_weights_name_the_source(plugin_env: Path, tmp_path: Path) -> No
         WeightsError, match="no such file or folder, and not a released checkpoint of 'dummy'"
     ):
         resolve_weights(spec, str(tmp_path / "nope.pth"))
+
+
+def test_a_checkpoint_fetched_by_hand_is_read_from_the_cache_or_explained(
+    plugin_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    from textseg.api import Checkpoint
+
+    spec, _ = _method(plugin_env)
+    drive = "https://drive.google.com/file/d/ID/view"
+    spec = dataclasses.replace(spec, checkpoints={"official": Checkpoint(drive, manual_filename="model.pth")})
+    monkeypatch.setenv("TEXTSEG_CACHE", str(tmp_path))
+    expected = tmp_path / "weights" / "dummy" / "model.pth"
+    with pytest.raises(WeightsError) as info:
+        resolve_weights(spec, "official")  # nothing is downloaded: the message says what to do
+    assert drive in str(info.value) and str(expected) in str(info.value)
+    expected.parent.mkdir(parents=True)
+    torch.save({"w": torch.ones(1)}, expected)
+    assert resolve_weights(spec, "official") == expected

@@ -54,16 +54,18 @@ _LOSSES = {
     "tclf_loss.logit_scale": "feature_loss.logit_scale",
 }
 _PROJ = "masker.image_encoder.decoder.image_proj.proj"
-#: Official frozen-CLIP prefixes -> OpenAI CLIP names.
-_CLIP = (
+#: The frozen image encoder's official prefixes (TCL's and CoDe's) -> OpenAI CLIP names.
+CLIP_IMAGE_ENCODER = (
     ("clip_image_encoder.clip_visual.", "visual."),
     ("clip_image_encoder.clip_proj.ln.", "visual.ln_post."),
     ("clip_image_encoder.clip_proj.proj", "visual.proj"),
-    ("clip_text_encoder.", ""),
 )
+#: Official frozen-CLIP prefixes -> OpenAI CLIP names.
+_CLIP = (*CLIP_IMAGE_ENCODER, ("clip_text_encoder.", ""))
 
 
-def _listing(keys: list[str], limit: int = 25) -> str:
+def key_listing(keys: list[str], limit: int = 25) -> str:
+    """Up to ``limit`` keys, one per indented line, for error messages."""
     more = f"\n  ... and {len(keys) - limit} more" if len(keys) > limit else ""
     return "\n  " + "\n  ".join(keys[:limit]) + more
 
@@ -115,7 +117,7 @@ def convert_checkpoint(state: Mapping[str, Tensor], method: SegMethod) -> dict[s
         raise WeightsError(
             f"{len(unknown)} keys of the official TCL checkpoint fit nowhere in this TCL (its CLIP has "
             f"{layers} vision blocks, so the copied block is '{_BLOCK.format(index=layers - 1)}*'):"
-            f"{_listing(sorted(unknown))}"
+            f"{key_listing(sorted(unknown))}"
         )
     if clip:
         if not is_openai_state_dict(clip):

@@ -24,7 +24,8 @@ class TCLConfig:
 
     Masks: Sim2Mask ``w`` / ``b`` initial values, whether they learn, Gumbel ``tau``.
 
-    Training: loss weights ``tcl_w`` (both TCL losses), ``area_w``, ``tv_w``; area priors
+    Training: loss weights ``tcl_w`` (both TCL losses), ``area_w``, ``tv_w`` and ``neg_area_w`` (the
+    negative area term's own weight; ``None``, TCL's case, uses ``area_w``); area priors
     ``pos_area`` (hard-coded 0.4 officially) and ``neg_area``; the contrastive ``temperature`` init
     and the logit-scale clamp ``max_logit_scale``; ``ust_steps`` (the copied block stays frozen
     before this step); the training crop ``image_size`` and augmentation (``crop_scale``,
@@ -49,6 +50,7 @@ class TCLConfig:
     tcl_w: float = 0.1
     area_w: float = 0.4
     tv_w: float = 1.0
+    neg_area_w: float | None = None
     pos_area: float = 0.4
     neg_area: float = 0.0
     temperature: float = 0.07

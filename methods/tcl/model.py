@@ -23,7 +23,7 @@ from textseg.methods.tcl.config import TCLConfig
 from textseg.methods.tcl.grounder import Grounder
 from textseg.methods.tcl.inference import KpBranch, generate_masks
 from textseg.methods.tcl.losses import ExtendedInfoNCE, InfoNCE, area_loss, masked_pool, tv_loss
-from textseg.methods.tcl.masks import Sim2Mask, cosine_map, split_pairs
+from textseg.methods.tcl.masks import PairMasks, Sim2Mask, cosine_map, split_pairs
 from textseg.methods.tcl.transform import TrainTransform
 from textseg.text.synonyms import max_over_names
 
@@ -94,12 +94,18 @@ class TCL(SegMethod):
 
     @torch.no_grad()
     def segment(self, images: Tensor, text: TextState) -> Tensor:
-        """Soft masks in [0, 1] at the crop's size ``[B, K, H, W]``; a class with synonyms takes the max."""
+        """Soft masks in [0, 1] at the crop's size ``[B, K, H, W]``; a class with synonyms takes the max.
+
+        The kp branch uses ``text.extras["kp"]`` when the vocabulary was encoded with separate kp
+        embeddings (CoDe), else the same embeddings as the grounder (TCL).
+        """
         embeddings = text.embeddings.to(images.device)
+        kp_text = text.extras.get("kp")
+        kp_text = None if kp_text is None else kp_text.to(images.device)
         masks = generate_masks(
             images,
             self.clip.vision.patch_size,
-            lambda padded: self.masks_and_kp(padded, embeddings),
+            lambda padded: self.masks_and_kp(padded, embeddings, kp_text),
             self.pamr,
             self.kp,
         )
@@ -122,37 +128,70 @@ class TCL(SegMethod):
     def training_step(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         """TCL's six losses, weighted: ``{"loss": sum, "tcli_loss", "tclf_loss", "area_loss", ...}``."""
         images, ids = batch["image"], batch["text"]
-        batch_size, c = images.shape[0], self.config
-        if batch_size * world_size() < 2:
+        if images.shape[0] * world_size() < 2:
             raise ConfigError(
                 "TCL contrasts each image with the other texts of the batch: use a global batch >= 2"
             )
         vision = self.clip.vision
         with torch.no_grad():
-            tokens, grid = vision.tokens_before_last(images, c.positions)
+            tokens, grid = vision.tokens_before_last(images, self.config.positions)
             text = self.clip.text.encode(ids)
         embedding = self.grounder(tokens, grid)  # V^s, unnormalised [B, D, H/4, W/4]
-        hard, soft = self.sim2mask(cosine_map(embedding, gather_with_grad(text)))
-        masks = split_pairs(hard, soft, offset=batch_size * rank())
-        losses: dict[str, Tensor] = {}  # a term whose weight is 0 is left out, as in TCL
-        if c.area_w:
-            losses["area_loss"] = c.area_w * area_loss(masks.soft_pos, c.pos_area)
-            losses["neg_area_loss"] = c.area_w * area_loss(masks.soft_neg, c.neg_area)
-        if c.tv_w:
-            losses["tv_img_loss"] = c.tv_w * tv_loss(embedding)
-            losses["tv_mask_loss"] = c.tv_w * tv_loss(masks.soft_all)
-        if c.tcl_w:
-            pooled = masked_pool(embedding, masks.soft_all)
-            losses["tclf_loss"] = c.tcl_w * self.feature_loss(pooled, text)
-            # the hard mask (straight-through) on the normalised image, through the frozen CLIP
-            masked = F.interpolate(masks.pos, images.shape[-2:], mode="nearest") * images
-            losses["tcli_loss"] = c.tcl_w * self.image_loss(
-                vision.global_embedding(masked, c.positions), text
-            )
+        masks = self.pair_masks(embedding, text)
+        highlighted = self.highlighted_embedding(images, masks.pos) if self.config.tcl_w else None
+        losses = self.grounding_losses(embedding, text, masks, highlighted)
         if not losses:
             raise ConfigError("every TCL loss weight is 0 (tcl_w, area_w, tv_w): nothing to train")
         total = torch.stack(list(losses.values())).sum()
         return {"loss": total, **{name: value.detach() for name, value in losses.items()}}
+
+    def pair_masks(self, embedding: Tensor, text: Tensor) -> PairMasks:
+        """Masks of each map ``[B, D, H, W]`` with every text of the global batch; map ``b`` is
+        paired with local text ``b`` (CoDe passes each image once per noun, so the same image's
+        other noun is a negative)."""
+        hard, soft = self.sim2mask(cosine_map(embedding, gather_with_grad(text)))
+        return split_pairs(hard, soft, offset=embedding.shape[0] * rank())
+
+    def highlighted_embedding(self, images: Tensor, hard: Tensor, background: Tensor | None = None) -> Tensor:
+        """The frozen CLIP's image embedding ``[B, D]`` of ``hard * image + (1 - hard) * background``.
+
+        ``hard`` is the straight-through mask ``[B, 1, h, w]``, upsampled by nearest; TCL's background
+        is 0 (the mean colour in normalised space), CoDe's the learned region prompt, resized
+        bilinearly to the image size.
+        """
+        size = images.shape[-2:]
+        mask = F.interpolate(hard, size, mode="nearest")
+        highlighted = mask * images
+        if background is not None:
+            highlighted = highlighted + (1 - mask) * F.interpolate(background, size, mode="bilinear")
+        return self.clip.vision.global_embedding(highlighted, self.config.positions)
+
+    def grounding_losses(
+        self, embedding: Tensor, text: Tensor, masks: PairMasks, highlighted: Tensor | None
+    ) -> dict[str, Tensor]:
+        """The weighted image-side losses; a term whose weight is 0 is left out, as in TCL.
+
+        Area (``area_w`` for the paired mask's prior ``pos_area``; ``neg_area_w``, default
+        ``area_w``, for the others' prior ``neg_area``), TV of ``embedding`` and of the soft masks
+        (``tv_w``), and with ``tcl_w`` the feature-level loss on ``embedding`` pooled under the soft
+        masks and the image-level loss on ``highlighted`` (see :meth:`highlighted_embedding`).
+        """
+        c = self.config
+        neg_area_w = c.area_w if c.neg_area_w is None else c.neg_area_w
+        losses: dict[str, Tensor] = {}
+        if c.area_w:
+            losses["area_loss"] = c.area_w * area_loss(masks.soft_pos, c.pos_area)
+        if neg_area_w:
+            losses["neg_area_loss"] = neg_area_w * area_loss(masks.soft_neg, c.neg_area)
+        if c.tv_w:
+            losses["tv_img_loss"] = c.tv_w * tv_loss(embedding)
+            losses["tv_mask_loss"] = c.tv_w * tv_loss(masks.soft_all)
+        if c.tcl_w:
+            if highlighted is None:
+                raise ValueError("tcl_w is set: the image-level loss needs the highlighted embedding")
+            losses["tclf_loss"] = c.tcl_w * self.feature_loss(masked_pool(embedding, masks.soft_all), text)
+            losses["tcli_loss"] = c.tcl_w * self.image_loss(highlighted, text)
+        return losses
 
     def staged_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         """Every parameter that trains at some step: the trainable ones now plus the copied block."""

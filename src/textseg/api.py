@@ -244,12 +244,18 @@ class Preset:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Released weights: a URL (downloaded once into the cache and verified) or a local path."""
+    """Released weights: a URL (downloaded once into the cache and verified) or a local path.
+
+    ``manual_filename`` is for a URL textseg cannot download (e.g. Google Drive): the user fetches
+    the file by hand into ``<cache>/weights/<method>/<manual_filename>``, and ``--weights <name>``
+    reads it from there or says where to get it and where to put it.
+    """
 
     source: str
     sha256: str | None = None
     summary: str = ""
     preset: str | None = None
+    manual_filename: str | None = None
 
 
 #: Converts a state dict in the official repository's naming to this method's naming. It must

@@ -43,6 +43,15 @@ def resolve_weights(spec: MethodSpec, source: str) -> Path:
     """The local file behind ``source``: a known checkpoint name, a file, or a checkpoint folder."""
     if source in spec.checkpoints:
         checkpoint = spec.checkpoints[source]
+        if checkpoint.manual_filename:
+            path = cache_dir() / "weights" / spec.name / checkpoint.manual_filename
+            if not path.is_file():
+                raise WeightsError(
+                    f"--weights {source}: {spec.name}'s {source} checkpoint cannot be downloaded "
+                    f"automatically. Download it by hand from {checkpoint.source} and save it as {path}, "
+                    f"or pass the file itself: --weights /path/to/{checkpoint.manual_filename}"
+                )
+            return path
         if urlparse(checkpoint.source).scheme in ("http", "https"):
             name = Path(urlparse(checkpoint.source).path).name
             return download(
