@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_tcl_model import official_state
+from tcl_official import official_state
+from test_code_model import _save as save_like_code
+from test_code_model import official_state as code_official_state
 
 from textseg.cli import main
 from textseg.evaluation.records import read_record
@@ -30,8 +32,8 @@ def voc_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _bench(method: str, root: Path, out: Path, *extra: str) -> Path:
-    args = ["bench", "--method", method, "--dataset", "voc21", "--data-root", str(root)]
+def _bench(method: str, root: Path, out: Path, *extra: str, dataset: str = "voc21") -> Path:
+    args = ["bench", "--method", method, "--dataset", dataset, "--data-root", str(root)]
     assert main([*args, "--output", str(out), "--num-workers", "0", *extra]) == 0
     (path,) = out.glob("*.json")
     return path
@@ -70,6 +72,24 @@ def test_tcl_benches_an_official_format_checkpoint(voc_root: Path, tmp_path: Pat
     }
     assert record.config["pamr"] is True and record.config["bg_thresh"] == 0.4  # the paper preset
     assert 0 <= record.metrics["mIoU"] <= 100
+
+
+def test_code_benches_an_official_format_checkpoint_on_ade20k(tmp_path: Path) -> None:
+    ade = BENCHMARKS.get("ade20k")
+    ade.layout.write_synthetic(tmp_path / "data", ade.num_classes, n=2, seed=4)
+    torch.manual_seed(0)
+    trained = METHODS.get("code").create("tiny")
+    for p in trained.parameters():
+        p.data.add_(0.01 * torch.randn_like(p))
+    checkpoint = save_like_code(tmp_path, code_official_state(trained))  # with a pickled config object
+    out = tmp_path / "out"
+    path = _bench(
+        "code", tmp_path / "data", out, "--weights", str(checkpoint), "--set", "clip=tiny", dataset="ade20k"
+    )
+    record = read_record(path)
+    assert (record.benchmark, record.preset, record.num_images) == ("ade20k", "paper", 2)
+    assert record.weights is not None and record.weights["sha256"] == file_digest(checkpoint)
+    assert len(record.per_class_iou) == 150
 
 
 def test_vilseg_benches_its_tiny_preset(voc_root: Path, tmp_path: Path) -> None:
