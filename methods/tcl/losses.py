@@ -42,6 +42,23 @@ def area_loss(masks: Tensor, prior: float) -> Tensor:
     return (masks.mean() - prior).abs()
 
 
+def symmetric_cross_entropy(logits_per_image: Tensor, logits_per_text: Tensor) -> Tensor:
+    """``0.5 * (CE_img + CE_txt)`` of already scaled logits, with global labels ``arange(B) + B * rank``."""
+    batch = logits_per_image.shape[0]
+    labels = torch.arange(batch, device=logits_per_image.device) + batch * rank()
+    return 0.5 * (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels))
+
+
+def info_nce(image_emb: Tensor, text_emb: Tensor, scale: Tensor) -> Tensor:
+    """CLIP's loss between paired embeddings ``[B, C]`` and ``[B, C]`` over the global batch, logits
+    times ``scale``. Each process scores its own ``B`` images against all ``N`` texts and its own
+    ``B`` texts against all ``N`` images (``[B, N]`` each; not the transpose of one global matrix)."""
+    image, text = normalize(image_emb, -1), normalize(text_emb, -1)
+    return symmetric_cross_entropy(
+        scale * (image @ gather_with_grad(text).t()), scale * (text @ gather_with_grad(image).t())
+    )
+
+
 class _Contrastive(nn.Module):
     """A learnable logit scale and the symmetric cross-entropy with global labels."""
 
@@ -50,26 +67,19 @@ class _Contrastive(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / temperature)))
         self.max_scale = max_scale
 
+    def scale(self) -> Tensor:
+        return self.logit_scale.exp().clamp(max=self.max_scale)
+
     def symmetric(self, logits_per_image: Tensor, logits_per_text: Tensor) -> Tensor:
-        scale = self.logit_scale.exp().clamp(max=self.max_scale)
-        batch = logits_per_image.shape[0]
-        labels = torch.arange(batch, device=logits_per_image.device) + batch * rank()
-        return 0.5 * (
-            F.cross_entropy(scale * logits_per_image, labels)
-            + F.cross_entropy(scale * logits_per_text, labels)
-        )
+        scale = self.scale()
+        return symmetric_cross_entropy(scale * logits_per_image, scale * logits_per_text)
 
 
 class InfoNCE(_Contrastive):
-    """CLIP-style loss between paired embeddings ``[B, C]`` and ``[B, C]`` over the global batch.
-
-    Each process scores its own ``B`` images against all ``N`` texts and its own ``B`` texts against
-    all ``N`` images (``[B, N]`` each; not the transpose of one global matrix).
-    """
+    """CLIP-style loss (:func:`info_nce`) with its own learnable logit scale."""
 
     def forward(self, image_emb: Tensor, text_emb: Tensor) -> Tensor:
-        image, text = normalize(image_emb, -1), normalize(text_emb, -1)
-        return self.symmetric(image @ gather_with_grad(text).t(), text @ gather_with_grad(image).t())
+        return info_nce(image_emb, text_emb, self.scale())
 
 
 class ExtendedInfoNCE(_Contrastive):

@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypedDict
 
 import torch
@@ -130,7 +131,7 @@ class SegMethod(nn.Module, abc.ABC):
 
     Optional hooks: :meth:`postprocess` (whole-image step some protocols need after the windows are
     merged), :meth:`train_transform` / :meth:`collate` (run in the data workers),
-    :meth:`param_groups` and :meth:`on_train_step` for the trainer.
+    :meth:`param_groups`, :meth:`on_train_step` and :meth:`export` for the trainer.
 
     ``pretrained_prefixes`` lists state-dict prefixes filled from pretrained weights when the method
     is built (a frozen CLIP): a checkpoint may leave them out, and saved weights omit them.
@@ -211,6 +212,11 @@ class SegMethod(nn.Module, abc.ABC):
 
     def on_train_step(self, step: int) -> None:
         """Called by the trainer before each optimisation step (TCL unfreezes a block at 30k)."""
+
+    def export(self, folder: Path) -> None:
+        """Write files other tools load into each training checkpoint ``folder``, beside the trainer's
+        ``weights.safetensors`` (the ``clip`` method writes its CLIP as a CLIP folder ``clip/``).
+        Called on the main process only; the checkpoint folder is renamed into place afterwards."""
 
     def trainable_state_dict(self) -> dict[str, Tensor]:
         """The state dict without pretrained parts: what a checkpoint of this method holds."""

@@ -12,7 +12,9 @@ OpenAI CLIP state dict onto them. A training-free method built from its CLIP set
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 
 from textseg.api import Checkpoint
@@ -56,6 +58,19 @@ def backbone_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+def transformers_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """A :class:`CLIPBackbone` state dict renamed to transformers ``CLIPModel`` keys (the inverse of
+    :func:`backbone_state`)."""
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        for hf, ours in _PREFIXES:
+            if key.startswith(ours):
+                key = hf + key[len(ours) :]
+                break
+        out[key] = value
+    return out
+
+
 #: OpenAI's own ViT-B/16 release (TorchScript, fp16); its sha256 is the folder name in the URL.
 OPENAI_VIT_B16 = Checkpoint(
     "https://openaipublic.azureedge.net/clip/models/"
@@ -73,6 +88,7 @@ class CLIPBackbone(nn.Module):
         self.vision = VisionTower(model.vision_model, model.visual_projection)
         self.text = TextTower(model.text_model, model.text_projection, tokenizer, text_cache)
         self.logit_scale = model.logit_scale
+        self.hf_config = model.config  # what save_pretrained writes back
 
     @classmethod
     def load(
@@ -85,3 +101,16 @@ class CLIPBackbone(nn.Module):
         model, tok = load_clip(source, tokenizer)
         cache = TextEmbeddingCache(cache_dir() / "text-embeddings") if text_cache else None
         return cls(model, tok, cache).eval().requires_grad_(False)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write this CLIP (its current weights) and its tokenizer as a transformers CLIP folder, which
+        :meth:`load` and every method's ``clip`` setting read (e.g. a CLIP trained by the ``clip`` method)."""
+        from transformers import CLIPModel
+
+        with torch.device("meta"):  # the weights come from this backbone; nothing to initialise
+            model = CLIPModel(self.hf_config)
+        model.load_state_dict(transformers_state(self.state_dict()), assign=True)
+        folder = Path(folder)
+        model.save_pretrained(folder)
+        self.text.tokenizer.save_pretrained(folder)
+        return folder

@@ -7,7 +7,9 @@
 * an OpenAI-format file (``ViT-B-16.pt``, TorchScript or a plain state dict), converted exactly to
   transformers' layout (:mod:`textseg.clip.openai_format`); OpenAI's files hold no tokenizer, so it
   comes from ``tokenizer`` (a hub id, default :data:`DEFAULT_CLIP`, or a folder for offline use);
-* ``tiny`` — the offline test model of :mod:`textseg.testing.tiny_clip`, built into the cache.
+* ``tiny`` — the offline test model of :mod:`textseg.testing.tiny_clip`, built into the cache;
+* a checkpoint folder of the ``clip`` method (``textseg train --method clip``), which holds its
+  trained CLIP in a ``clip/`` subfolder (:data:`EXPORTED_CLIP`).
 
 Weights are returned in float32 (OpenAI's released files are fp16; TCL also upcasts on CPU).
 """
@@ -23,14 +25,21 @@ from textseg.clip.openai_format import config_from_openai, openai_to_hf, read_op
 from textseg.errors import WeightsError
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch16"
+#: The subfolder where a training checkpoint of the ``clip`` method keeps its CLIP.
+EXPORTED_CLIP = "clip"
 
 
 def resolve_clip_source(source: str) -> str:
-    """A path or hub id that ``from_pretrained`` understands (``tiny`` -> its cached folder)."""
+    """A path or hub id that ``from_pretrained`` understands (``tiny`` -> its cached folder; a
+    checkpoint folder without ``config.json`` -> its ``clip/`` subfolder, if that holds one)."""
     if source == "tiny":
         from textseg.testing.tiny_clip import ensure_tiny_clip
 
         return str(ensure_tiny_clip())
+    folder = Path(source).expanduser()
+    exported = folder / EXPORTED_CLIP
+    if not (folder / "config.json").is_file() and (exported / "config.json").is_file():
+        return str(exported)
     return source
 
 

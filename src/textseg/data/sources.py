@@ -1,4 +1,5 @@
-"""Image-text sources: webdataset tar shards, Hugging Face datasets, parquet and CSV tables.
+"""Image-text sources: webdataset tar shards, Hugging Face datasets, parquet and CSV tables (and the
+generated shapes world, :mod:`textseg.data.shapes`).
 
 Every source is a list of *units* (a tar shard, a parquet row group, a chunk of rows) that can be
 read from any *position* (a byte offset in a shard, a row in a chunk) and asked again for the
@@ -472,4 +473,8 @@ _KINDS: dict[str, type[Source]] = {
 
 def open_source(spec: SourceSpec) -> Source:
     """Open one parsed source (reads only metadata and, for CSV, the row offsets)."""
+    if spec.kind == "shapes":  # imported here: the generated world's module builds on this one
+        from textseg.data.shapes import ShapesSource
+
+        return ShapesSource(spec)
     return _KINDS[spec.kind](spec)

@@ -9,17 +9,19 @@ given several times. Each source is ``[KIND:]LOCATION[?KEY=VALUE&KEY=VALUE...]``
     hf:/data/my_saved_dataset                             a local ``save_to_disk`` folder
     pairs.parquet?image=path&caption=caption&root=/images a table of image paths and captions
     pairs.csv  /  pairs.tsv                               the same as CSV / tab-separated text
+    shapes:?n=20000&seed=0&size=64                        the generated shapes world (textseg.data.shapes)
 
-``KIND`` (``tar``, ``hf``, ``parquet``, ``csv``, ``tsv``) is inferred from the file extension, or
+``KIND`` (``tar``, ``hf``, ``parquet``, ``csv``, ``tsv``, ``shapes``) is inferred from the file extension, or
 for a folder from what it holds (a ``save_to_disk`` dataset, ``.tar`` or ``.parquet`` files); a hub
-id needs ``hf:``. Options:
+id needs ``hf:``; the generated world needs ``shapes:`` (it has no location). Options:
 
 * every source: ``weight`` (mixing weight), ``length`` (number of samples; the default weight),
   ``name`` (used in logs);
 * tables and ``hf``: ``image`` and ``caption`` column names, ``root`` for relative image paths
   (default: the table's folder); ``hf``: ``split`` (default ``train``); ``csv``/``tsv``: ``sep``;
 * ``tar``: ``image`` and ``caption`` member extensions, ``;``-separated
-  (default ``jpg;jpeg;png;webp`` and ``txt``).
+  (default ``jpg;jpeg;png;webp`` and ``txt``);
+* ``shapes``: ``n`` (scenes per epoch, default 20000), ``seed`` (default 0), ``size`` (pixels, default 64).
 
 Several sources are mixed sample by sample with probability proportional to ``weight``, else to
 ``length`` (known exactly for tables and hub datasets, read from img2dataset's ``*_stats.json`` for
@@ -37,13 +39,14 @@ from urllib.parse import parse_qsl
 
 from textseg.errors import ConfigError
 
-KINDS = ("tar", "hf", "parquet", "csv", "tsv")
+KINDS = ("tar", "hf", "parquet", "csv", "tsv", "shapes")
 _OPTIONS = {
     "tar": {"image", "caption"},
     "hf": {"image", "caption", "root", "split"},
     "parquet": {"image", "caption", "root"},
     "csv": {"image", "caption", "root", "sep"},
     "tsv": {"image", "caption", "root", "sep"},
+    "shapes": {"n", "seed", "size"},
 }
 _COMMON = {"weight", "length", "name"}
 _BRACE = re.compile(r"\{([^{}]*)\}")

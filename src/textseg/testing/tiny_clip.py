@@ -107,8 +107,16 @@ def build_tiny_clip(
     text_width: int = 64,
     text_layers: int = 2,
     embed_dim: int = 32,
+    context_length: int = 77,
+    initializer_factor: float = 1.0,
 ) -> Path:
-    """Create a random CLIP and its tokenizer and save both to ``out_dir`` (no network needed)."""
+    """Create a random CLIP and its tokenizer and save both to ``out_dir`` (no network needed).
+
+    ``context_length`` is the text tower's number of positions (CLIP's 77; short captions need
+    fewer, which makes the text tower cheaper). ``initializer_factor`` scales transformers' initial
+    weight scales (see ``CLIPConfig``); a larger one lets a tiny CLIP trained from scratch leave
+    its initial plateau sooner (the shapes world's quickstart uses 3).
+    """
     from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
     out = Path(out_dir)
@@ -118,7 +126,7 @@ def build_tiny_clip(
     # re-saved by the tokenizer itself so the folder also holds its native files.
     (out / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
     (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-    tokenizer = CLIPTokenizer.from_pretrained(out, model_max_length=77)
+    tokenizer = CLIPTokenizer.from_pretrained(out, model_max_length=context_length)
     config = CLIPConfig(
         text_config=dict(
             vocab_size=len(vocab),
@@ -126,7 +134,8 @@ def build_tiny_clip(
             intermediate_size=4 * text_width,
             num_hidden_layers=text_layers,
             num_attention_heads=heads,
-            max_position_embeddings=77,
+            max_position_embeddings=context_length,
+            initializer_factor=float(initializer_factor),
             hidden_act="quick_gelu",
             bos_token_id=vocab["<|startoftext|>"],
             eos_token_id=vocab["<|endoftext|>"],
@@ -140,8 +149,10 @@ def build_tiny_clip(
             image_size=image_size,
             patch_size=patch_size,
             hidden_act="quick_gelu",
+            initializer_factor=float(initializer_factor),
         ),
         projection_dim=embed_dim,
+        initializer_factor=float(initializer_factor),
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

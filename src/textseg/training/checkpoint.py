@@ -11,6 +11,7 @@ its final name is always complete. It holds:
   ``random_states_<rank>.pkl`` (Python, NumPy, torch and CUDA RNG of each process);
 * ``data_state_<rank>.pt``: each process's data-stream positions and shuffle buffers;
 * ``trainer_state.json``: the step and the topology the data state belongs to.
+* anything the method's ``export`` hook adds (the ``clip`` method: its CLIP as a CLIP folder ``clip/``).
 """
 
 from __future__ import annotations

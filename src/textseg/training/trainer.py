@@ -12,7 +12,8 @@ Two things are done here rather than by Accelerate, on purpose:
   splits shards over processes and workers (Accelerate would read every batch on one process
   and dispatch it, or wrap the stream in a shard that breaks its resumable state);
 * checkpoints keep only the method's trainable state (``weights.safetensors``, through a
-  save/load hook), never a frozen pretrained CLIP, plus each process's data-stream state.
+  save/load hook), never a frozen pretrained CLIP, plus each process's data-stream state and
+  whatever the method's ``export`` hook writes (the ``clip`` method: its CLIP as ``clip/``).
 
 When ``on_train_step`` changes which parameters require gradients (TCL unfreezes a block at step
 30k), DistributedDataParallel, which only synchronises parameters that required gradients when it
@@ -209,6 +210,7 @@ class Trainer:
         weights.clear()  # Accelerate would store the full state dict, frozen CLIP included
         if self.accelerator.is_main_process:
             save_weights(self.method, Path(output_dir) / WEIGHTS_FILE)
+            self.method.export(Path(output_dir))
 
     def _load_weights_hook(self, models: list[nn.Module], input_dir: str) -> None:
         models.clear()

@@ -1,0 +1,58 @@
+"""Plain CLIP as a dense segmenter (MaskCLIP's pipeline with CLIP's last block unchanged) that also
+trains with CLIP's own image-caption contrastive loss, every weight included."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from textseg.clip.loading import EXPORTED_CLIP
+from textseg.distributed import world_size
+from textseg.errors import ConfigError
+from textseg.methods.maskclip.model import MaskCLIP
+from textseg.methods.tcl.losses import info_nce
+
+from .config import CLIPBaselineConfig
+from .transform import CaptionTransform
+
+
+class CLIPBaseline(MaskCLIP):
+    """State dict: ``clip.*`` (:class:`textseg.clip.CLIPBackbone`), all of it trainable and saved."""
+
+    #: Nothing is frozen: a checkpoint holds the whole CLIP (a CLIP trained from scratch has no
+    #: pretrained part to fill in), and :meth:`export` writes it as a CLIP folder.
+    pretrained_prefixes = ()
+
+    def __init__(self, config: CLIPBaselineConfig) -> None:
+        super().__init__(config)
+        self.clip.requires_grad_(True)
+
+    def train_transform(self) -> CaptionTransform:
+        c = self.config
+        return CaptionTransform(
+            self.clip.text.tokenizer, self.clip.text.context_length, c.image_size, c.crop_scale, c.mean, c.std
+        )
+
+    def training_step(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        """CLIP's loss: ``{"loss", "logit_scale"}`` (the scale is logged, not a loss term)."""
+        images, ids = batch["image"], batch["text"]
+        if images.shape[0] * world_size() < 2:
+            raise ConfigError("CLIP contrasts each image with the other captions of the batch: use a global batch >= 2")
+        image = self.clip.vision.global_embedding(images, self.config.positions)
+        text = self.clip.text.encode(ids)
+        scale = self.clip.logit_scale.exp().clamp(max=self.config.max_logit_scale)
+        return {"loss": info_nce(image, text, scale), "logit_scale": scale.detach()}
+
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """CLIP's (open_clip's) rule: no decay for gains, biases, embeddings' 1-D vectors and the logit scale."""
+        decay, no_decay = [], []
+        for name, param in self.named_parameters():
+            (no_decay if param.ndim < 2 or name.endswith(".bias") else decay).append(param)
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def export(self, folder: Path) -> None:
+        """The trained CLIP as ``<checkpoint>/clip/``: ``--set clip=<checkpoint>`` (or the folder) loads it."""
+        self.clip.save_pretrained(folder / EXPORTED_CLIP)

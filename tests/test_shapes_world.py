@@ -1,0 +1,100 @@
+"""The shapes world: seeded scenes, their captions and labels, the ``shapes:`` training source and the
+``shapes`` benchmark's on-disk layout."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from textseg.cli import main
+from textseg.data.shapes import (
+    COLOURS,
+    EVAL_STREAM,
+    SHAPES,
+    TRAIN_STREAM,
+    Shape,
+    scene,
+    shape_mask,
+)
+from textseg.data.sources import open_source
+from textseg.data.spec import DataSpecError, parse_data_spec
+from textseg.errors import DatasetNotFoundError
+from textseg.registry import BENCHMARKS, PROTOCOLS
+
+
+def test_scenes_are_a_pure_function_of_stream_seed_and_index() -> None:
+    first, again = scene(TRAIN_STREAM, 3, 17), scene(TRAIN_STREAM, 3, 17)
+    assert np.array_equal(first.image, again.image) and np.array_equal(first.label, again.label)
+    assert first.caption == again.caption
+    held_out = scene(EVAL_STREAM, 3, 17)
+    assert not np.array_equal(first.image, held_out.image)
+    assert not np.array_equal(first.image, scene(TRAIN_STREAM, 4, 17).image)
+
+
+@pytest.mark.parametrize("index", range(40))
+def test_captions_name_only_what_the_labels_hold(index: int) -> None:
+    drawn = scene(TRAIN_STREAM, 0, index, size=48)
+    assert drawn.image.shape == (48, 48, 3) and drawn.image.dtype == np.uint8
+    assert drawn.label.shape == (48, 48) and drawn.label.max() <= len(SHAPES)
+    present = {SHAPES[v - 1] for v in np.unique(drawn.label) if v > 0}
+    named = set(re.findall("|".join(SHAPES), drawn.caption))
+    assert named and named <= present, drawn.caption
+    colours = set(re.findall("|".join(COLOURS), drawn.caption))
+    assert colours <= {s.colour for s in drawn.shapes}
+    # shape pixels are painted in a palette colour (plus per-shape jitter and pixel noise)
+    palette = np.array(list(COLOURS.values()))
+    foreground = drawn.image[drawn.label > 0].astype(int)
+    distance = np.abs(foreground[:, None, :] - palette[None]).max(axis=-1).min(axis=1)
+    assert np.percentile(distance, 95) < 60
+
+
+def test_shape_masks_cover_the_expected_area() -> None:
+    """A circle of drawn radius 20 (scaled by 0.9: 18 px) covers about pi * 18^2 pixels."""
+    circle = shape_mask(Shape("circle", "red", 32.0, 32.0, 20.0), 64)
+    assert abs(circle.sum() - np.pi * 18**2) / (np.pi * 18**2) < 0.05
+    square = shape_mask(Shape("square", "red", 32.0, 32.0, 20.0), 64)
+    side = 20.0 * 1.05 * np.sqrt(2)  # circumradius -> side of the square
+    assert abs(square.sum() - side**2) / side**2 < 0.08
+
+
+def test_the_training_source_generates_the_training_stream() -> None:
+    (spec,) = parse_data_spec("shapes:?n=300&seed=2&size=32")
+    source = open_source(spec)
+    assert source.length == 300 and source.num_units == 2  # 256 scenes per unit
+    records = list(source.scan(1, 40))
+    assert len(records) == 300 - 256 - 40 and records[0].handle == 296
+    raw = source.load(1, records[0].handle)
+    expected = scene(TRAIN_STREAM, 2, 296, 32)
+    assert raw.caption == expected.caption and np.array_equal(np.asarray(raw.image), expected.image)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("shapes:?n=ten", "not a whole number"), ("shapes:?size=8", "at least 16"), ("shapes:?colour=1", "unknown")],
+)
+def test_bad_source_options_are_explained(text: str, message: str) -> None:
+    with pytest.raises(DataSpecError, match=message):
+        open_source(parse_data_spec(text)[0])
+
+
+def test_the_benchmark_is_written_read_and_held_out(tmp_path: Path) -> None:
+    assert main(["data", "synthetic", "shapes", "--out", str(tmp_path), "-n", "3", "--seed", "5"]) == 0
+    benchmark = BENCHMARKS.get("shapes")
+    assert benchmark.classes == ("background", *SHAPES) and benchmark.background
+    source = benchmark.open(tmp_path)
+    assert len(source) == 3
+    for index in range(3):
+        sample = source[index]
+        expected = scene(EVAL_STREAM, 5, index, 64)
+        assert sample.id == f"5-{index:06d}"
+        assert np.array_equal(sample.image, expected.image) and np.array_equal(sample.label, expected.label)
+    protocol = PROTOCOLS.get("shapes")
+    assert protocol.crop is None and protocol.short_side == 64
+
+
+def test_a_missing_benchmark_says_how_to_write_it(tmp_path: Path) -> None:
+    with pytest.raises(DatasetNotFoundError, match="textseg data synthetic shapes"):
+        BENCHMARKS.get("shapes").open(tmp_path)
