@@ -91,12 +91,14 @@ def _plan(args: argparse.Namespace, spec: MethodSpec) -> list[_Job]:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}")
     if args.max_windows < 1 or args.num_workers < 0:
         raise ConfigError("--max-windows must be at least 1 and --num-workers at least 0")
-    overrides = {**parse_assignments(args.overrides), **weights_overrides(spec, args.weights)}
+    given = parse_assignments(args.overrides)
+    overrides = {**given, **weights_overrides(spec, args.weights)}
     root = data_root(args.data_root)
     resolved = []
     for name in dict.fromkeys(args.datasets):
         benchmark = BENCHMARKS.get(name)
-        config = spec.resolve(args.preset, overrides, benchmark=name)
+        # The record lists the user's --set overrides; weights are recorded apart, with their sha256.
+        config = dataclasses.replace(spec.resolve(args.preset, overrides, benchmark=name), overrides=given)
         protocol = PROTOCOLS.get(args.protocol or config.protocol)
         settings = protocol.for_benchmark(name)
         # Fails now, not after the first benchmarks ran, if a vocabulary or template set is unknown.

@@ -305,6 +305,9 @@ class Trainer:
         try:
             self._loop(loader, start)
             skipped = _skipped_everywhere(loader)
+            # No process may tear the process group down while another still talks over it (a
+            # gloo peer aborting at exit was seen once); not on the error path, where it could hang.
+            acc.wait_for_everyone()
         finally:
             acc.end_training()  # also ends the process group
         return TrainResult(self.run_dir, max(start, cfg.steps), self.last_checkpoint, dict(skipped))
