@@ -2,13 +2,12 @@
 
 Scenes come from :mod:`textseg.data.shapes` (coloured circles, squares, triangles and stars on
 textured backgrounds), drawn from the evaluation stream, which the training source
-(``--data shapes:...``) never draws from. The classes are the shape kinds; colour is only a caption
-attribute, a distractor the text side must learn to ignore. Class 0 is background, predicted by
-each method's threshold as on VOC21.
+(``--data shapes:...``) never draws from. The classes are the shapes' colours (red, green, blue,
+yellow, purple, orange); the shape kind is caption detail the text side must learn to see past.
+Class 0 is background, predicted by each method's threshold as on VOC21.
 
 The layout, under the data root: ``shapes/images/validation/<id>.png`` (RGB, 64 x 64, lossless)
-and ``shapes/annotations/validation/<id>.png`` (0 background, 1 circle, 2 square, 3 triangle,
-4 star). It is written, not downloaded: ``textseg data synthetic shapes --out DIR -n 200 [--seed S]``
+and ``shapes/annotations/validation/<id>.png`` (0 background, then 1-6 in the colour order above). It is written, not downloaded: ``textseg data synthetic shapes --out DIR -n 200 [--seed S]``
 writes scenes ``0 .. n-1`` of seed ``S`` as ``<S>-<index>``. Any number of scenes is a valid split;
 records carry how many were scored. Version 1 fixes the classes, the 64-pixel size and the scene
 generator; a change to any of them bumps it.
@@ -27,7 +26,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from textseg.benchmark import BenchmarkSpec
-from textseg.data.shapes import EVAL_STREAM, SHAPES, scene
+from textseg.data.shapes import COLOUR_NAMES, EVAL_STREAM, scene
 from textseg.evaluation.protocol import Protocol
 
 from ._files import save_png
@@ -43,7 +42,7 @@ class ShapesLayout(FolderLayout):
     """``shapes/{images,annotations}/validation`` under the data root; see the module docstring."""
 
     def write_synthetic(self, root: Path, num_classes: int, n: int, seed: int = 0) -> None:
-        """Scenes ``0 .. n-1`` of ``seed`` from the evaluation stream (``num_classes`` is fixed: 5)."""
+        """Scenes ``0 .. n-1`` of ``seed`` from the evaluation stream (``num_classes`` is fixed: 7)."""
         base = Path(root) / BASE
         for index in tqdm(range(n), desc="shapes benchmark", unit="img", leave=False, disable=n < 100):
             drawn = scene(EVAL_STREAM, seed, index, SIZE)
@@ -58,8 +57,8 @@ class ShapesLayout(FolderLayout):
 SHAPES_BENCHMARK = BenchmarkSpec(
     name="shapes",
     version=VERSION,
-    summary="the generated shapes world: circle, square, triangle, star on textured backgrounds (64 px)",
-    classes=("background", *SHAPES),
+    summary="the generated shapes world: coloured shapes on textured backgrounds, classes are the colours (64 px)",
+    classes=("background", *COLOUR_NAMES),
     background=True,
     layout=ShapesLayout(
         benchmark="shapes",

@@ -40,7 +40,9 @@ class CLIPBaseline(MaskCLIP):
         """CLIP's loss: ``{"loss", "logit_scale"}`` (the scale is logged, not a loss term)."""
         images, ids = batch["image"], batch["text"]
         if images.shape[0] * world_size() < 2:
-            raise ConfigError("CLIP contrasts each image with the other captions of the batch: use a global batch >= 2")
+            raise ConfigError(
+                "CLIP contrasts each image with the other captions of the batch: use a global batch >= 2"
+            )
         image = self.clip.vision.global_embedding(images, self.config.positions)
         text = self.clip.text.encode(ids)
         scale = self.clip.logit_scale.exp().clamp(max=self.config.max_logit_scale)

@@ -3,8 +3,8 @@
 CLIP's only augmentation is a random square crop of the resized image; open_clip implements it as
 ``RandomResizedCrop(image_size, scale=(0.9, 1.0))`` with bicubic interpolation and square
 aspect ratios kept near 1 (its default ratio range (3/4, 4/3)), then CLIP's normalisation. No flip:
-captions may say "to the left of". The caption is tokenised whole (77 tokens, truncated with the
-end token kept last).
+captions may say "to the left of". The caption is tokenised to the text tower's context length
+(CLIP's 77), truncated with the end token kept last.
 """
 
 from __future__ import annotations

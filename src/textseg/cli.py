@@ -14,7 +14,7 @@ from textseg import __version__
 from textseg.errors import TextsegError
 
 #: Subcommand modules, in the order ``textseg --help`` lists them.
-COMMAND_MODULES = ("listing", "bench", "train", "predict", "data", "leaderboard")
+COMMAND_MODULES = ("quickstart", "listing", "bench", "train", "predict", "data", "leaderboard")
 
 
 def build_parser() -> argparse.ArgumentParser:

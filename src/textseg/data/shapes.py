@@ -12,7 +12,11 @@ vision transformer trained for a minute tells upright outlines apart far sooner 
 names the shapes that stay visible, each as ``"a [small|large] <colour> <shape>"`` (``an`` before a vowel), joined by a
 spatial relation read from their positions (``"to the left of"``, ``"above"``, ...) or by ``"and"``
 / ``"next to"``; a quarter of the captions with several shapes leave one out, as real captions do.
-The label map holds 0 for background and ``1 + SHAPES.index(kind)`` under each shape.
+The label map holds 0 for background and ``1 + COLOUR_NAMES.index(colour)`` under each shape: the
+benchmark's classes are the shapes' *colours*, and the shape words are caption detail the text side
+must learn to see past. (A tiny CLIP trained on CPU for a minute binds colour words to pixels
+reliably but does not yet tell a circle from a square: measured with this generator, its dense
+shape accuracy stayed at chance while its colour accuracy passed 70%; see methods/clip/README.md.)
 
 Every scene is a pure function of ``(stream, seed, index)``: the training source draws from stream
 :data:`TRAIN_STREAM`, the benchmark from :data:`EVAL_STREAM`, so the benchmark's images are never
@@ -47,6 +51,15 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "purple": (140, 60, 185),
     "orange": (240, 130, 30),
 }
+#: The colour words in label order (label ``1 + i``; 0 is background).
+COLOUR_NAMES: tuple[str, ...] = tuple(COLOURS)
+#: Background tones and their RGB values: none is a class colour, and captions may name them.
+BACKGROUNDS: dict[str, tuple[int, int, int]] = {
+    "grey": (128, 128, 124),
+    "white": (215, 214, 208),
+    "black": (42, 42, 46),
+    "brown": (118, 88, 62),
+}
 TRAIN_STREAM, EVAL_STREAM = 0, 1
 #: Scenes per unit of the training source (the stream splits units over processes and workers).
 SCENES_PER_UNIT = 256
@@ -69,7 +82,7 @@ class Shape:
 @dataclass(frozen=True)
 class Scene:
     image: np.ndarray  # [S, S, 3] uint8
-    label: np.ndarray  # [S, S] uint8: 0 background, 1 + SHAPES.index(kind)
+    label: np.ndarray  # [S, S] uint8: 0 background, 1 + COLOUR_NAMES.index(colour)
     caption: str
     shapes: tuple[Shape, ...]
 
@@ -93,22 +106,22 @@ def polygon(shape: Shape) -> list[tuple[float, float]]:
     return [(shape.x + d * math.cos(a), shape.y + d * math.sin(a)) for d, a in corners]
 
 
-def background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, bool]:
-    """A muted, textured background ``[S, S, 3]`` (float) and whether it is striped."""
-    base = rng.uniform(70, 180) + rng.normal(0, 12, 3)
-    coarse = rng.normal(0, 18, (4, 4, 3)).astype(np.float32)
+def background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, str]:
+    """A textured background ``[S, S, 3]`` (float) of one of the :data:`BACKGROUNDS` tones, and its name."""
+    tone = str(rng.choice(list(BACKGROUNDS)))
+    base = np.array(BACKGROUNDS[tone], dtype=np.float64) + rng.normal(0, 10, 3)
+    coarse = rng.normal(0, 16, (4, 4, 3)).astype(np.float32)
     smooth = np.stack(
         [np.asarray(Image.fromarray(coarse[..., c]).resize((size, size), Image.BICUBIC)) for c in range(3)],
         axis=-1,
     )
     image = base + smooth
-    striped = bool(rng.random() < 0.3)
-    if striped:
+    if rng.random() < 0.3:  # stripes
         yy, xx = np.mgrid[0:size, 0:size]
         theta, period = rng.uniform(0, math.pi), rng.uniform(4, 10) * size / 64
         wave = np.sin(2 * math.pi * (xx * math.cos(theta) + yy * math.sin(theta)) / period)
-        image = image + rng.uniform(10, 25) * wave[..., None]
-    return image, striped
+        image = image + rng.uniform(8, 20) * wave[..., None]
+    return image, tone
 
 
 def shape_mask(shape: Shape, size: int) -> np.ndarray:
@@ -126,7 +139,7 @@ def shape_mask(shape: Shape, size: int) -> np.ndarray:
 def _place(rng: np.random.Generator, size: int, placed: list[Shape]) -> tuple[float, float, float]:
     """A centre and size for the next shape, preferring spots that do not cover the others much."""
     for _ in range(20):
-        radius = rng.uniform(0.16, 0.3) * size
+        radius = rng.uniform(0.25, 0.4) * size
         x, y = rng.uniform(0.5 * radius, size - 0.5 * radius, 2)
         if all(math.hypot(x - s.x, y - s.y) > 0.8 * (radius + s.radius) for s in placed):
             break
@@ -136,9 +149,9 @@ def _place(rng: np.random.Generator, size: int, placed: list[Shape]) -> tuple[fl
 def _phrase(rng: np.random.Generator, shape: Shape, size: int) -> str:
     adjective = ""
     if rng.random() < 0.5:
-        if shape.radius < 0.2 * size:
+        if shape.radius < 0.29 * size:
             adjective = "small "
-        elif shape.radius > 0.26 * size:
+        elif shape.radius > 0.36 * size:
             adjective = "large "
     words = f"{adjective}{shape.colour} {shape.kind}"
     return f"{'an' if words[0] in 'aeiou' else 'a'} {words}"
@@ -152,7 +165,7 @@ def _relation(a: Shape, b: Shape) -> str:
     return "above" if dy < 0 else "below"
 
 
-def caption(rng: np.random.Generator, shapes: tuple[Shape, ...], size: int, striped: bool) -> str:
+def caption(rng: np.random.Generator, shapes: tuple[Shape, ...], size: int, tone: str) -> str:
     """A caption naming the visible shapes (sometimes leaving one out; see the module docstring)."""
     named = [s for s in shapes if s.visible >= MIN_VISIBLE] or [max(shapes, key=lambda s: s.visible)]
     named = [named[i] for i in rng.permutation(len(named))]
@@ -161,31 +174,31 @@ def caption(rng: np.random.Generator, shapes: tuple[Shape, ...], size: int, stri
     phrases = [_phrase(rng, s, size) for s in named]
     if len(named) == 1:
         text = phrases[0]
-        choice = rng.random()
-        if choice < 0.3:
-            text = f"a photo of {text}"
-        elif choice < 0.5:
-            text = f"{text} on a {'striped' if striped else 'plain'} background"
-        return text
-    if len(named) == 2:
+    elif len(named) == 2:
         joiner = _relation(named[0], named[1]) if rng.random() < 0.5 else str(rng.choice(["and", "next to"]))
-        return f"{phrases[0]} {joiner} {phrases[1]}"
-    return f"{', '.join(phrases[:-1])} and {phrases[-1]}"
+        text = f"{phrases[0]} {joiner} {phrases[1]}"
+    else:
+        text = f"{', '.join(phrases[:-1])} and {phrases[-1]}"
+    if rng.random() < 0.5:
+        text = f"{text} on a {tone} background"
+    if rng.random() < 0.2:
+        text = f"a photo of {text}"
+    return text
 
 
 def render_scene(rng: np.random.Generator, size: int = 64) -> Scene:
     """One scene of ``size`` x ``size`` pixels drawn from ``rng`` (see the module docstring)."""
-    count = int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2]))
-    pixels, striped = background(rng, size)
+    count = int(rng.choice([1, 2, 3], p=[0.25, 0.45, 0.3]))
+    pixels, tone = background(rng, size)
     label = np.zeros((size, size), dtype=np.uint8)
     owner = np.zeros((size, size), dtype=np.uint8)  # which shape (1-based, drawing order) is on top
     placed: list[Shape] = []
     areas = []
     for number in range(1, count + 1):
         x, y, radius = _place(rng, size, placed)
-        shape = Shape(str(rng.choice(SHAPES)), str(rng.choice(list(COLOURS))), x, y, radius)
+        shape = Shape(str(rng.choice(SHAPES)), str(rng.choice(COLOUR_NAMES)), x, y, radius)
         mask = shape_mask(shape, size)
-        label[mask] = 1 + SHAPES.index(shape.kind)
+        label[mask] = 1 + COLOUR_NAMES.index(shape.colour)
         owner[mask] = number
         pixels[mask] = np.array(COLOURS[shape.colour]) + rng.normal(0, 12, 3)
         areas.append(max(1, int(mask.sum())))
@@ -195,7 +208,7 @@ def render_scene(rng: np.random.Generator, size: int = 64) -> Scene:
     )
     pixels += rng.normal(0, 6, pixels.shape)
     image = np.clip(pixels, 0, 255).astype(np.uint8)
-    return Scene(image, label, caption(rng, shapes, size, striped), shapes)
+    return Scene(image, label, caption(rng, shapes, size, tone), shapes)
 
 
 def scene(stream: int, seed: int, index: int, size: int = 64) -> Scene:

@@ -108,14 +108,11 @@ def build_tiny_clip(
     text_layers: int = 2,
     embed_dim: int = 32,
     context_length: int = 77,
-    initializer_factor: float = 1.0,
 ) -> Path:
     """Create a random CLIP and its tokenizer and save both to ``out_dir`` (no network needed).
 
     ``context_length`` is the text tower's number of positions (CLIP's 77; short captions need
-    fewer, which makes the text tower cheaper). ``initializer_factor`` scales transformers' initial
-    weight scales (see ``CLIPConfig``); a larger one lets a tiny CLIP trained from scratch leave
-    its initial plateau sooner (the shapes world's quickstart uses 3).
+    fewer, which makes the text tower cheaper: the quickstart's CLIP uses 32).
     """
     from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
@@ -135,7 +132,6 @@ def build_tiny_clip(
             num_hidden_layers=text_layers,
             num_attention_heads=heads,
             max_position_embeddings=context_length,
-            initializer_factor=float(initializer_factor),
             hidden_act="quick_gelu",
             bos_token_id=vocab["<|startoftext|>"],
             eos_token_id=vocab["<|endoftext|>"],
@@ -149,10 +145,8 @@ def build_tiny_clip(
             image_size=image_size,
             patch_size=patch_size,
             hidden_act="quick_gelu",
-            initializer_factor=float(initializer_factor),
         ),
         projection_dim=embed_dim,
-        initializer_factor=float(initializer_factor),
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
