@@ -44,18 +44,26 @@ def test_bad_requests_are_refused_before_any_work(tmp_path: Path, capsys: pytest
     assert (tmp_path / "used" / "file").read_text() == "mine"
 
 
-#: Margins (mIoU points) the learning test asserts. Measured with this generator and these settings
-#: over seeds 0, 1, 2 (see the note in the module docstring of textseg.quickstart): the smallest
-#: observed gaps were MARGIN_PLACEHOLDER.
-MASKCLIP_OVER_RANDOM = 3.0
-TCL_OVER_MASKCLIP = 10.0
+#: Margins (mIoU points) the learning test asserts, about half the smallest gap measured over four
+#: seeds with the quickstart's settings (``textseg quickstart --methods tcl --seed S``, 2 CPU cores):
+#:
+#:   seed  random CLIP (clip / maskclip)  pretrained (clip / maskclip)  tcl
+#:   0     8.4 / 9.1                      25.3 / 34.1                   51.2
+#:   1     10.5 / 10.6                    17.6 / 23.8                   30.5
+#:   2     8.2 / 8.2                      11.1 / 21.0                   33.9
+#:   3     8.4 / 7.5                      12.7 / 32.1                   49.2
+#:
+#: smallest gaps: maskclip over its random CLIP 12.8, tcl over maskclip 6.7, tcl over random 19.9.
+MASKCLIP_OVER_RANDOM = 6.0
+TCL_OVER_MASKCLIP = 3.0
+TCL_OVER_RANDOM = 10.0
 
 
 @pytest.mark.slow
 def test_on_the_shapes_world_trained_tcl_beats_maskclip_which_beats_random_weights(tmp_path: Path) -> None:
-    """The quickstart's own pipeline, TCL only (about 2.5 minutes on 2 cores)."""
+    """The quickstart's own pipeline with seed 0, TCL only (about 2.5 minutes on 2 cores)."""
     table = Quickstart(tmp_path / "qs", methods=("tcl",)).run(main, echo=lambda _: None)
     miou = dict(zip(table["run"], table["mIoU"], strict=True))
     assert miou["maskclip-pretrained"] >= miou["maskclip-random"] + MASKCLIP_OVER_RANDOM, miou
     assert miou["tcl"] >= miou["maskclip-pretrained"] + TCL_OVER_MASKCLIP, miou
-    assert miou["tcl"] >= max(miou["clip-random"], miou["maskclip-random"]) + TCL_OVER_MASKCLIP, miou
+    assert miou["tcl"] >= max(miou["clip-random"], miou["maskclip-random"]) + TCL_OVER_RANDOM, miou

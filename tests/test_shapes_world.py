@@ -107,3 +107,45 @@ def test_the_benchmark_is_written_read_and_held_out(tmp_path: Path) -> None:
 def test_a_missing_benchmark_says_how_to_write_it(tmp_path: Path) -> None:
     with pytest.raises(DatasetNotFoundError, match="textseg data synthetic shapes"):
         BENCHMARKS.get("shapes").open(tmp_path)
+
+
+def test_clip_trains_on_the_world_and_exports_a_clip_other_methods_load(tmp_path: Path) -> None:
+    """``textseg train --method clip`` changes the CLIP; each checkpoint's ``clip/`` folder holds exactly
+    the trained weights, and ``--weights <checkpoint>`` scores them with another CLIP method."""
+    import torch
+
+    from textseg.clip import CLIPBackbone
+    from textseg.clip.loading import resolve_clip_source
+    from textseg.evaluation.records import read_record
+    from textseg.quickstart import WORLD_CLIP
+    from textseg.testing.tiny_clip import build_tiny_clip
+    from textseg.training.checkpoint import list_checkpoints
+    from textseg.weights import read_state_dict
+
+    random_clip = build_tiny_clip(tmp_path / "random", **WORLD_CLIP)
+    run = tmp_path / "run"
+    train = ["train", "--method", "clip", "--preset", "tiny", "--data", "shapes:?n=64&size=64"]
+    train += ["--steps", "2", "--batch-size", "8", "--output", str(run), "--set", f"clip={random_clip}"]
+    assert main(train) == 0
+    checkpoint = list_checkpoints(run)[-1][1]
+    trained, _ = read_state_dict(checkpoint / "weights.safetensors")
+    exported = CLIPBackbone.load(resolve_clip_source(str(checkpoint)), text_cache=False).state_dict()
+    before = CLIPBackbone.load(str(random_clip), text_cache=False).state_dict()
+    assert set(exported) == {key.removeprefix("clip.") for key in trained}
+    for key, value in exported.items():
+        assert torch.equal(value, trained[f"clip.{key}"]), key
+    assert any(not torch.equal(before[key], value) for key, value in exported.items())
+
+    assert main(["data", "synthetic", "shapes", "--out", str(tmp_path / "data"), "-n", "2"]) == 0
+    bench = ["bench", "--method", "maskclip", "--dataset", "shapes", "--protocol", "shapes"]
+    bench += [
+        "--data-root",
+        str(tmp_path / "data"),
+        "--weights",
+        str(checkpoint),
+        "--output",
+        str(tmp_path / "res"),
+    ]
+    assert main(bench) == 0
+    (record,) = (tmp_path / "res").glob("*.json")
+    assert read_record(record).num_images == 2

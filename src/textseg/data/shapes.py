@@ -5,18 +5,21 @@ of the library can be seen to *learn*: a tiny CLIP is pretrained on the captions
 on top of it, and a labelled benchmark of the same world (``textseg.benchmarks.shapes``) scores them.
 
 A scene is 1-3 shapes (:data:`SHAPES`: circle, square, triangle, star) of random colour
-(:data:`COLOURS`), size and position, standing upright (a square's sides are level, a triangle and
-a star point up), drawn in order (later ones may cover earlier ones) on a textured background
-(smooth colour noise, sometimes stripes, plus pixel noise). Shapes are upright because a tiny
-vision transformer trained for a minute tells upright outlines apart far sooner than rotated ones. Its caption
-names the shapes that stay visible, each as ``"a [small|large] <colour> <shape>"`` (``an`` before a vowel), joined by a
-spatial relation read from their positions (``"to the left of"``, ``"above"``, ...) or by ``"and"``
-/ ``"next to"``; a quarter of the captions with several shapes leave one out, as real captions do.
+(:data:`COLOURS`), size (a drawn radius of a quarter to two fifths of the image side) and position,
+standing upright, drawn in order (later ones may cover earlier ones; about 42% of the pixels are
+shape) on a textured background of one of the :data:`BACKGROUNDS` tones (smooth colour noise,
+sometimes stripes, plus pixel noise). Its caption names the shapes that stay visible, each as
+``"a [small|large] <colour> <shape>"`` (``an`` before a vowel), joined by a spatial relation read
+from their positions (``"to the left of"``, ``"above"``, ...), by ``"and"`` / ``"next to"``, or
+listed; a quarter of the captions with several shapes leave one out, as real captions do; half
+end with ``"on a <tone> background"``, and some start with ``"a photo of"``.
+
 The label map holds 0 for background and ``1 + COLOUR_NAMES.index(colour)`` under each shape: the
 benchmark's classes are the shapes' *colours*, and the shape words are caption detail the text side
-must learn to see past. (A tiny CLIP trained on CPU for a minute binds colour words to pixels
-reliably but does not yet tell a circle from a square: measured with this generator, its dense
-shape accuracy stayed at chance while its colour accuracy passed 70%; see methods/clip/README.md.)
+must learn to see past. Why colours: in our trials a tiny CLIP trained on CPU for a few hundred
+steps bound colour words to pixels (MaskCLIP's foreground colour accuracy passed 70%) while its
+dense shape accuracy stayed near chance. Background tones are named in captions so that background
+patches are pulled towards words that are not class names.
 
 Every scene is a pure function of ``(stream, seed, index)``: the training source draws from stream
 :data:`TRAIN_STREAM`, the benchmark from :data:`EVAL_STREAM`, so the benchmark's images are never
