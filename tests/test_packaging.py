@@ -52,3 +52,11 @@ def test_builtin_entry_points_import() -> None:
         for row in registry.listing():
             if row.entry.builtin:
                 assert row.error is None, row.error
+
+
+def test_the_readme_marks_the_ci_test_command() -> None:
+    """.ci/run runs the second line after the marker (inside a bash block); a README edit must keep it."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert "<!-- ci: test command -->" in lines, "README.md lost the '<!-- ci: test command -->' marker"
+    start = lines.index("<!-- ci: test command -->")
+    assert lines[start + 1] == "```bash" and lines[start + 2].startswith("pytest"), lines[start : start + 3]
