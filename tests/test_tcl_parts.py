@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from textseg import contrastive
 from textseg.methods.tcl import losses
 from textseg.methods.tcl.decoder import GatedConv, GDecoder
 from textseg.methods.tcl.inference import KpBranch, generate_masks
@@ -162,7 +163,8 @@ def test_extended_infonce_gathers_the_diagonal_chunk_across_processes(
 
     monkeypatch.setattr(losses, "gather_with_grad", fake_gather)
     monkeypatch.setattr(losses, "world_size", lambda: world)
-    monkeypatch.setattr(losses, "rank", lambda: rank)
+    monkeypatch.setattr(losses, "rank", lambda: rank)  # which chunk of the pooled images is local
+    monkeypatch.setattr(contrastive, "rank", lambda: rank)  # where the positives sit
     local = slice(rank * batch, (rank + 1) * batch)
     value = ExtendedInfoNCE()(pooled_all[local], text_all[local]).item()
     expected = 0.0

@@ -15,10 +15,11 @@ from PIL import Image
 
 from textseg.api import ImageTextSample, SkipSample, Vocabulary
 from textseg.clip import load_clip
+from textseg.contrastive import clip_loss
 from textseg.errors import ConfigError
 from textseg.methods.vilseg import SPEC, VilSeg
 from textseg.methods.vilseg.clustering import ClusterHead, classify_clusters
-from textseg.methods.vilseg.losses import cross_modal_loss, iic_loss, local_global_loss
+from textseg.methods.vilseg.losses import iic_loss, local_global_loss
 from textseg.methods.vilseg.transform import sample_boxes, unflip
 from textseg.testing.contract import check_method
 
@@ -52,9 +53,9 @@ def test_iic_loss_is_zero_for_independent_or_collapsed_assignments() -> None:
 
 def test_contrastive_losses_on_hand_computed_cases() -> None:
     same = F.normalize(torch.ones(4, 3), dim=-1)  # every pair equally similar: loss = log(B)
-    assert cross_modal_loss(same, same, torch.tensor(10.0)).item() == pytest.approx(math.log(4), abs=1e-5)
+    assert clip_loss(same, same, torch.tensor(10.0)).item() == pytest.approx(math.log(4), abs=1e-5)
     basis = torch.eye(3)
-    assert cross_modal_loss(basis, basis, torch.tensor(100.0)).item() < 1e-6
+    assert clip_loss(basis, basis, torch.tensor(100.0)).item() < 1e-6
     # two local crops per image; each matches its own image's global view exactly
     local = basis.repeat_interleave(2, dim=0)
     assert local_global_loss(local, basis, temperature=0.01).item() < 1e-6

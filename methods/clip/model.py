@@ -7,13 +7,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch.nn.functional as F
 from torch import Tensor
 
 from textseg.clip.loading import EXPORTED_CLIP
+from textseg.contrastive import clip_loss
 from textseg.distributed import world_size
 from textseg.errors import ConfigError
 from textseg.methods.maskclip.model import MaskCLIP
-from textseg.methods.tcl.losses import info_nce
 
 from .config import CLIPBaselineConfig
 from .transform import CaptionTransform
@@ -46,7 +47,10 @@ class CLIPBaseline(MaskCLIP):
         image = self.clip.vision.global_embedding(images, self.config.positions)
         text = self.clip.text.encode(ids)
         scale = self.clip.logit_scale.exp().clamp(max=self.config.max_logit_scale)
-        return {"loss": info_nce(image, text, scale), "logit_scale": scale.detach()}
+        return {
+            "loss": clip_loss(F.normalize(image, dim=-1), F.normalize(text, dim=-1), scale),
+            "logit_scale": scale.detach(),
+        }
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """CLIP's (open_clip's) rule: no decay for gains, biases, embeddings' 1-D vectors and the logit scale."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from textseg.contrastive import clip_loss, symmetric_cross_entropy
 from textseg.distributed import gather_with_grad, rank, world_size
 from textseg.methods.tcl.masks import normalize
 
@@ -42,21 +42,9 @@ def area_loss(masks: Tensor, prior: float) -> Tensor:
     return (masks.mean() - prior).abs()
 
 
-def symmetric_cross_entropy(logits_per_image: Tensor, logits_per_text: Tensor) -> Tensor:
-    """``0.5 * (CE_img + CE_txt)`` of already scaled logits, with global labels ``arange(B) + B * rank``."""
-    batch = logits_per_image.shape[0]
-    labels = torch.arange(batch, device=logits_per_image.device) + batch * rank()
-    return 0.5 * (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels))
-
-
 def info_nce(image_emb: Tensor, text_emb: Tensor, scale: Tensor) -> Tensor:
-    """CLIP's loss between paired embeddings ``[B, C]`` and ``[B, C]`` over the global batch, logits
-    times ``scale``. Each process scores its own ``B`` images against all ``N`` texts and its own
-    ``B`` texts against all ``N`` images (``[B, N]`` each; not the transpose of one global matrix)."""
-    image, text = normalize(image_emb, -1), normalize(text_emb, -1)
-    return symmetric_cross_entropy(
-        scale * (image @ gather_with_grad(text).t()), scale * (text @ gather_with_grad(image).t())
-    )
+    """CLIP's loss (:func:`textseg.contrastive.clip_loss`) after TCL's L2 normalisation (eps 1e-6)."""
+    return clip_loss(normalize(image_emb, -1), normalize(text_emb, -1), scale)
 
 
 class _Contrastive(nn.Module):

@@ -1,4 +1,5 @@
-"""ViL-Seg's three training signals as plain functions of embeddings and assignments.
+"""ViL-Seg's training signals besides the cross-modal one (CLIP's loss,
+:func:`textseg.contrastive.clip_loss`), as plain functions of embeddings and assignments.
 
 Contrastive keys are gathered over processes with :func:`textseg.distributed.gather_with_grad`
 (the identity on one process); each process scores its own queries against every key, so the
@@ -7,26 +8,11 @@ positives of this process sit at ``rank * batch + i``.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from textseg.distributed import gather_with_grad, rank
-
-
-def _targets(local_batch: int, device: torch.device, repeat: int = 1) -> Tensor:
-    """Indices of this process's keys in the gathered key matrix, each repeated ``repeat`` times."""
-    own = torch.arange(local_batch, device=device) + rank() * local_batch
-    return own.repeat_interleave(repeat)
-
-
-def cross_modal_loss(image: Tensor, text: Tensor, logit_scale: Tensor) -> Tensor:
-    """Symmetric image-caption InfoNCE (CLIP's loss) on L2-normalised ``[B, D]`` embeddings."""
-    all_image, all_text = gather_with_grad(image), gather_with_grad(text)
-    target = _targets(len(image), image.device)
-    image_to_text = logit_scale * image @ all_text.t()
-    text_to_image = logit_scale * text @ all_image.t()
-    return (F.cross_entropy(image_to_text, target) + F.cross_entropy(text_to_image, target)) / 2
+from textseg.contrastive import global_targets
+from textseg.distributed import gather_with_grad
 
 
 def local_global_loss(local: Tensor, global_: Tensor, temperature: float) -> Tensor:
@@ -38,7 +24,7 @@ def local_global_loss(local: Tensor, global_: Tensor, temperature: float) -> Ten
     """
     per_image = len(local) // len(global_)
     logits = local @ gather_with_grad(global_).t() / temperature
-    return F.cross_entropy(logits, _targets(len(global_), local.device, per_image))
+    return F.cross_entropy(logits, global_targets(len(global_), local.device, per_image))
 
 
 def iic_loss(

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from textseg.api import SegMethod, TextState, Vocabulary
 from textseg.clip import load_clip
+from textseg.contrastive import clip_loss
 from textseg.errors import ConfigError
 from textseg.methods.vilseg.clustering import ClusterHead, classify_clusters
 from textseg.methods.vilseg.config import VilSegConfig
@@ -25,7 +26,7 @@ from textseg.methods.vilseg.encoders import (
     text_tower,
     vit_from_clip_config,
 )
-from textseg.methods.vilseg.losses import cross_modal_loss, iic_loss, local_global_loss
+from textseg.methods.vilseg.losses import iic_loss, local_global_loss
 from textseg.methods.vilseg.transform import VilSegTrainTransform, sample_boxes, unflip
 
 #: CLIP clamps its logit scale at 100.
@@ -148,7 +149,7 @@ class VilSeg(SegMethod):
         image_emb = F.normalize(global_emb[:size], dim=-1)
         text_emb = self.embed_text(batch["input_ids"], batch["attention_mask"])
         scale = self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
-        terms = {"cross_modal": cross_modal_loss(image_emb, text_emb, scale)}
+        terms = {"cross_modal": clip_loss(image_emb, text_emb, scale)}
 
         local = batch["local"]
         if cfg.vision_weight and local.shape[1]:
