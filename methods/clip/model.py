@@ -15,6 +15,7 @@ from textseg.contrastive import clip_loss
 from textseg.distributed import world_size
 from textseg.errors import ConfigError
 from textseg.methods.maskclip.model import MaskCLIP
+from textseg.training.optim import decay_groups
 
 from .config import CLIPBaselineConfig
 from .transform import CaptionTransform
@@ -53,11 +54,8 @@ class CLIPBaseline(MaskCLIP):
         }
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
-        """CLIP's (open_clip's) rule: no decay for gains, biases, embeddings' 1-D vectors and the logit scale."""
-        decay, no_decay = [], []
-        for name, param in self.named_parameters():
-            (no_decay if param.ndim < 2 or name.endswith(".bias") else decay).append(param)
-        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        """CLIP's (open_clip's) rule: no decay for gains, biases and the logit scale."""
+        return decay_groups(self.named_parameters(), weight_decay, decay_scalars=False)
 
     def export(self, folder: Path) -> None:
         """The trained CLIP as ``<checkpoint>/clip/``: ``--set clip=<checkpoint>`` (or the folder) loads it."""

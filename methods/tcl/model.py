@@ -7,7 +7,7 @@ two contrastive losses' temperatures. Official code: kakaobrain/tcl ``models/tcl
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -26,19 +26,10 @@ from textseg.methods.tcl.losses import ExtendedInfoNCE, InfoNCE, area_loss, mask
 from textseg.methods.tcl.masks import PairMasks, Sim2Mask, cosine_map, split_pairs
 from textseg.methods.tcl.transform import TrainTransform
 from textseg.text.synonyms import max_over_names
+from textseg.training.optim import decay_groups
 
 #: The parameters frozen during the decoder-only ("UST") phase: the copied last block.
 STAGED_PREFIX = "grounder.block."
-
-
-def decay_groups(named: Iterable[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict[str, Any]]:
-    """TCL's (and CoDe's) rule, ``utils/optimizer.py``: no decay for 1-D parameters and names ending
-    in ``.bias``; everything else is decayed — including 0-dim parameters (gates, ``sim2mask.w/b``,
-    logit scales), whose shape is not 1-D and whose names do not end in ``.bias``."""
-    decay, no_decay = [], []
-    for name, param in named:
-        (no_decay if param.ndim == 1 or name.endswith(".bias") else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 class TCL(SegMethod):
@@ -202,7 +193,9 @@ class TCL(SegMethod):
                 yield name, param
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
-        """TCL's decay rule over :meth:`staged_parameters`. The copied block is listed even while
+        """TCL's decay rule (``utils/optimizer.py``: no decay for 1-D parameters and ``.bias``; 0-dim
+        ones such as gates, ``sim2mask.w/b`` and logit scales *are* decayed; :func:`decay_groups`)
+        over :meth:`staged_parameters`. The copied block is listed even while
         frozen, so an optimizer built at step 0 already holds it when :meth:`on_train_step`
         unfreezes it (AdamW skips parameters without gradients)."""
         return decay_groups(self.staged_parameters(), weight_decay)

@@ -16,6 +16,7 @@ Both follow TCL's and CoDe's ``utils/optimizer.py`` / ``utils/lr_scheduler.py``:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -26,15 +27,27 @@ from textseg.api import SegMethod
 from textseg.training.config import TrainConfig
 
 
-def default_param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two groups: decayed (everything else) and not decayed (1-D parameters and ``*.bias``)."""
+def decay_groups(
+    named: Iterable[tuple[str, nn.Parameter]], weight_decay: float, *, decay_scalars: bool = True
+) -> list[dict[str, Any]]:
+    """Two groups: decayed, and not decayed (1-D parameters and names ending in ``.bias``).
+
+    0-dim parameters (logit scales, gates) are decayed, as in TCL's and CoDe's code, unless
+    ``decay_scalars`` is False (open_clip's rule for CLIP, which exempts its logit scale).
+    """
     decay, no_decay = [], []
-    for name, parameter in module.named_parameters():
-        (no_decay if parameter.ndim == 1 or name.endswith(".bias") else decay).append(parameter)
+    for name, parameter in named:
+        exempt = parameter.ndim == 1 or name.endswith(".bias") or (parameter.ndim == 0 and not decay_scalars)
+        (no_decay if exempt else decay).append(parameter)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+
+
+def default_param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """:func:`decay_groups` over every parameter of ``module`` (the trainer's default)."""
+    return decay_groups(module.named_parameters(), weight_decay)
 
 
 def lr_scale(config: TrainConfig, global_batch: int) -> float:
