@@ -21,7 +21,7 @@ from textseg.leaderboard import LeaderboardError, build_leaderboard, read_report
 from textseg.registry import BENCHMARKS
 
 ROOT = Path(__file__).resolve().parents[1]
-REPORTED = ROOT / "leaderboard" / "reported.csv"
+REPORTED = ROOT / "src" / "textseg" / "leaderboard" / "reported.csv"
 TEXTSEG_BENCHMARKS = {
     "voc21",
     "voc20",
@@ -368,18 +368,21 @@ def test_missing_results_path_is_a_user_error(tmp_path: Path, capsys: pytest.Cap
     assert f"--results {tmp_path / 'nope'}: no such file or folder" in err
 
 
-def test_defaults_read_reported_from_out_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reported: Path, capsys: pytest.CaptureFixture[str]
+def test_defaults_read_the_packaged_reported_csv_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Outside the repository, `textseg leaderboard` still shows the published numbers it ships."""
     monkeypatch.chdir(tmp_path)
-    board = tmp_path / "leaderboard"
-    board.mkdir()
-    (board / "reported.csv").write_bytes(reported.read_bytes())
     assert main(["leaderboard"]) == 0
     assert "./results does not exist" in capsys.readouterr().err
+    board = tmp_path / "leaderboard"
     readme = (board / "README.md").read_text()
-    assert "- Command: `textseg leaderboard --reported leaderboard/reported.csv --out leaderboard`" in readme
-    assert row_of(summary_rows(board), method="toy", variant="paper")["toy_a"] == "55.00"
+    assert "- Command: `textseg leaderboard --out leaderboard`" in readme
+    published = read_reported(REPORTED)
+    tcl_voc = published[(published.method == "tcl") & (published.benchmark == "voc21")].iloc[0]
+    assert float(
+        row_of(summary_rows(board), method="tcl", variant=tcl_voc.variant)["voc21"]
+    ) == pytest.approx(tcl_voc.miou)
 
 
 def hide_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--reported",
         metavar="CSV",
-        help="published numbers (default: <out>/reported.csv if it exists)",
+        help="published numbers (default: the reported.csv shipped with textseg)",
     )
     parser.add_argument(
         "--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default: {DEFAULT_OUT})"
@@ -50,15 +50,9 @@ def run(args: argparse.Namespace) -> int:
                 f"textseg: note: no --results given and ./{DEFAULT_RESULTS} does not exist: published numbers only",
                 file=sys.stderr,
             )
-    reported = args.reported
-    if reported is None:
-        default = Path(args.out) / "reported.csv"
-        reported = default if default.is_file() else None
-        if reported is None:
-            print(
-                f"textseg: note: no --reported given and {default} does not exist: no published numbers",
-                file=sys.stderr,
-            )
+    from textseg.leaderboard.reported import PACKAGED_REPORTED
+
+    reported = args.reported if args.reported is not None else PACKAGED_REPORTED
     result = build_leaderboard(results, reported, args.out)
     for message in result.errors:
         print(f"textseg: error: {message}", file=sys.stderr)

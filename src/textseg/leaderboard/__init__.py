@@ -14,7 +14,7 @@ published number.
 From Python::
 
     from textseg.leaderboard import build_leaderboard
-    result = build_leaderboard(["results/"], "leaderboard/reported.csv", "leaderboard/")
+    result = build_leaderboard(["results/"], "src/textseg/leaderboard/reported.csv", "leaderboard/")
     print(result.table)
 """
 

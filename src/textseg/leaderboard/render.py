@@ -15,7 +15,7 @@ import pandas as pd
 
 from textseg import __version__
 from textseg.io import atomic_path
-from textseg.leaderboard.reported import PROVENANCE_TAGS, REPORTED_COLUMNS
+from textseg.leaderboard.reported import PACKAGED_REPORTED, PROVENANCE_TAGS, REPORTED_COLUMNS
 from textseg.leaderboard.runs import Selection
 from textseg.leaderboard.tables import other_versions_table
 
@@ -106,7 +106,7 @@ def command_line(
     words = ["textseg", "leaderboard"]
     for path in results:
         words += ["--results", os.fspath(path)]
-    if reported is not None:
+    if reported is not None and Path(reported).resolve() != PACKAGED_REPORTED.resolve():
         words += ["--reported", os.fspath(reported)]
     return shlex.join([*words, "--out", os.fspath(out)])
 
@@ -234,7 +234,7 @@ def _how_sections(page: Page) -> list[str]:
         "`preset` and `overrides` (space-separated `key=value`) name the textseg run that reproduces the "
         "row; leave them empty when textseg has none. `note` is free text. Then regenerate.\n",
         "## How to regenerate\n",
-        "```bash\ntextseg leaderboard --results results --out leaderboard   # reads leaderboard/reported.csv\n```\n",
+        "```bash\ntextseg leaderboard --results results --out leaderboard   # published numbers: textseg's reported.csv\n```\n",
         "`--results` may be repeated; folders are searched recursively for `*.json` records. The same "
         "inputs give byte-identical files. Records made with `--limit`, of another benchmark or protocol "
         "version, repeated or unreadable are listed in their own sections, never ranked.\n",

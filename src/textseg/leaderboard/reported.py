@@ -18,6 +18,9 @@ import pandas as pd
 
 from textseg.errors import TextsegError
 
+#: The published numbers shipped inside the package (so ``textseg leaderboard`` has them anywhere).
+PACKAGED_REPORTED = Path(__file__).with_name("reported.csv")
+
 
 class LeaderboardError(TextsegError):
     """An input of the leaderboard (``reported.csv``, a results path) that cannot be used."""
