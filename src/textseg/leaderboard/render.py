@@ -97,6 +97,11 @@ def _sources_markdown(reported: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _is_packaged(reported: str | os.PathLike[str]) -> bool:
+    """True for the reported.csv shipped with textseg (named so, not by its install path)."""
+    return Path(reported).resolve() == PACKAGED_REPORTED.resolve()
+
+
 def command_line(
     results: Sequence[str | os.PathLike[str]],
     reported: str | os.PathLike[str] | None,
@@ -106,7 +111,7 @@ def command_line(
     words = ["textseg", "leaderboard"]
     for path in results:
         words += ["--results", os.fspath(path)]
-    if reported is not None and Path(reported).resolve() != PACKAGED_REPORTED.resolve():
+    if reported is not None and not _is_packaged(reported):
         words += ["--reported", os.fspath(reported)]
     return shlex.join([*words, "--out", os.fspath(out)])
 
@@ -209,7 +214,12 @@ def _selection_sections(selection: Selection, errors: Sequence[str]) -> list[str
 def _how_sections(page: Page) -> list[str]:
     if page.reported_path is not None:
         digest = hashlib.sha256(Path(page.reported_path).read_bytes()).hexdigest()
-        published = f"`{os.fspath(page.reported_path)}` ({len(page.reported)} rows, sha256 `{digest[:16]}`)"
+        shown = (
+            "textseg's reported.csv"
+            if _is_packaged(page.reported_path)
+            else f"`{os.fspath(page.reported_path)}`"
+        )
+        published = f"{shown} ({len(page.reported)} rows, sha256 `{digest[:16]}`)"
     else:
         published = "none"
     folders = ", ".join(f"`{os.fspath(p)}`" for p in page.results)
