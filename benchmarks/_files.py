@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -27,11 +26,6 @@ R = TypeVar("R")
 
 class PrepareError(TextsegError):
     """The raw downloads cannot be turned into the layout (missing or malformed input)."""
-
-
-def note(message: str) -> None:
-    """A message for the user on stderr that does not break a progress bar."""
-    tqdm.write(message, file=sys.stderr)
 
 
 def save_png(path: Path, array: np.ndarray, palette: Sequence[int] | None = None) -> None:

@@ -19,10 +19,10 @@ from tqdm.auto import tqdm
 
 from textseg.benchmark import DatasetLayout, Sample
 from textseg.download import DownloadError, download
-from textseg.errors import DatasetNotFoundError, TextsegError
+from textseg.errors import DatasetNotFoundError, TextsegError, note
 from textseg.io import file_digest
 
-from ._files import note, read_ids
+from ._files import read_ids
 
 #: How many missing paths or folder entries an error message shows.
 SHOW = 5
@@ -47,7 +47,7 @@ class Archive:
         url = f"{mirror.rstrip('/')}/{self.filename}" if mirror else self.url
         dest = raw / self.filename
         if not (self.md5 or self.sha256 or self.sha1):
-            note(f"note: {self.filename} has no published checksum; it is downloaded unverified")
+            note(f"{self.filename} has no published checksum; it is downloaded unverified")
         download(url, dest, sha256=self.sha256, md5=self.md5)
         if self.sha1 and file_digest(dest, "sha1") != self.sha1:
             dest.unlink()

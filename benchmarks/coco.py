@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ._files import PrepareError, is_valid_label, link_files, note, run_jobs, save_jpeg, save_png
+from textseg.errors import note
+
+from ._files import PrepareError, is_valid_label, link_files, run_jobs, save_jpeg, save_png
 from ._layout import Archive, FolderLayout
 from ._spec import builtin
 from ._synthetic import random_label, random_size, render_image

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from textseg.errors import note
 from textseg.io import atomic_path
 
 from ._files import (
@@ -29,7 +30,6 @@ from ._files import (
     first_existing,
     is_valid_label,
     link_files,
-    note,
     read_ids,
     run_jobs,
     save_jpeg,

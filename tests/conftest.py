@@ -87,3 +87,23 @@ def toy_plugin_env(plugin_env: Path) -> Iterator[Path]:
         registry.reset()
     yield plugin_env
     sys.modules.pop("textseg_toy_benchmark", None)
+
+
+NUM_IMAGES = 5  # odd, so two processes get unequal shares
+
+
+@pytest.fixture
+def bench_inputs(toy_plugin_env: Path, tmp_path: Path) -> dict[str, Path]:
+    """Synthetic toy data for every toy benchmark, and seeded dummy weights."""
+    from textseg.registry import BENCHMARKS, METHODS
+    from textseg.weights import save_weights
+
+    root = tmp_path / "data"
+    for name in ("toy", "toy_bg"):
+        spec = BENCHMARKS.get(name)
+        spec.layout.write_synthetic(root, spec.num_classes, n=NUM_IMAGES, seed=7)
+    import torch
+
+    torch.manual_seed(0)
+    weights = save_weights(METHODS.get("dummy").create("tiny"), tmp_path / "dummy.safetensors")
+    return {"root": root, "weights": weights, "out": tmp_path / "records"}

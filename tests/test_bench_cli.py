@@ -10,29 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from conftest import NUM_IMAGES
 
 from textseg.cli import main
 from textseg.evaluation.metrics import compute_metrics
 from textseg.evaluation.records import read_record
 from textseg.io import file_digest
-
-NUM_IMAGES = 5  # odd, so two processes get unequal shares
-
-
-@pytest.fixture
-def bench_inputs(toy_plugin_env: Path, tmp_path: Path) -> dict[str, Path]:
-    """Synthetic toy data for every toy benchmark, and seeded dummy weights."""
-    from textseg.registry import BENCHMARKS, METHODS
-    from textseg.weights import save_weights
-
-    root = tmp_path / "data"
-    for name in ("toy", "toy_bg"):
-        spec = BENCHMARKS.get(name)
-        spec.layout.write_synthetic(root, spec.num_classes, n=NUM_IMAGES, seed=7)
-    torch.manual_seed(0)
-    weights = save_weights(METHODS.get("dummy").create("tiny"), tmp_path / "dummy.safetensors")
-    return {"root": root, "weights": weights, "out": tmp_path / "records"}
 
 
 def _bench(inputs: dict[str, Path], *extra: str, out: Path | None = None) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -173,11 +174,32 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
     with pytest.raises(TrainingDivergedError) as info:
         trainer.train()
     message = str(info.value)
-    assert "loss is nan at step 5" in message and "step-00000004" in message and "--resume" in message
+    assert "loss is nan at step 5" in message and "step-00000004 (after step 4" in message
+    assert f"textseg train --resume {tmp_path / 'checkpoints/step-00000004'} --set train.lr=" in message
     assert [step for step, _ in list_checkpoints(tmp_path)] == [2, 4]
     weights = load_file(tmp_path / "checkpoints/step-00000004/weights.safetensors")
     assert all(torch.isfinite(v).all() for v in weights.values())
     assert all(torch.equal(weights[k], v) for k, v in trainer.method.trainable_state_dict().items())
+    state = json.loads((tmp_path / "checkpoints/step-00000004/trainer_state.json").read_text())
+    assert math.isfinite(state["loss"])
+
+
+def test_the_last_good_checkpoint_skips_one_with_non_finite_weights(
+    plugin_env: Path, tmp_path: Path, shards: str
+) -> None:
+    """A checkpoint whose weights are not finite (written by an older textseg, or damaged) is never
+    the one the divergence message sends the user back to."""
+    from safetensors.torch import save_file
+
+    from textseg.training.trainer import TrainingDivergedError
+
+    trainer = _trainer(tmp_path, shards, nan_from_step=4, checkpoint_every=2, num_workers=0, grad_accum=1)
+    with pytest.raises(TrainingDivergedError):
+        trainer.train()
+    newest = tmp_path / "checkpoints/step-00000004/weights.safetensors"
+    save_file({k: v * float("inf") for k, v in load_file(newest).items()}, str(newest))
+    message = trainer._advice()
+    assert "step-00000002 (after step 2" in message and "step-00000004" not in message
 
 
 def test_checkpoints_leave_out_the_frozen_pretrained_part(
@@ -227,11 +249,44 @@ def test_train_command_writes_checkpoints_that_bench_weights_accepts(
 
     assert main(args) == 2  # never overwrite a run
     assert "already exists" in capsys.readouterr().err
-    assert main(["train", "--resume", str(out), "--steps", "22", "--set", "train.lr=1"]) == 2
+    assert main(["train", "--resume", str(out), "--steps", "22", "--set", "train.weight_decay=1"]) == 2
     assert "differs from the run being resumed" in capsys.readouterr().err
-    assert main(["train", "--resume", str(out), "--steps", "22"]) == 0
+    assert main(["train", "--resume", str(out), "--steps", "22", "--set", "train.lr=0.001"]) == 0
     assert [step for step, _ in list_checkpoints(out)][-1] == 22
-    assert json.loads((out / "run.json").read_text())["train"]["steps"] == 22  # a later --resume keeps 22
+    run = json.loads((out / "run.json").read_text())
+    assert run["train"]["steps"] == 22 and run["train"]["lr"] == 0.001  # a later --resume keeps both
+    assert run["changes"] == [{"step": 20, "settings": {"train.steps": "22", "train.lr": "0.001"}}]
+    logged = [line.split(",") for line in (out / "metrics.csv").read_text().splitlines()[1:]]
+    lrs = {int(step): float(value) for step, name, value in logged if name == "train/lr"}
+    schedule = TrainConfig(**{k: run["train"][k] for k in ("steps", "lr", "min_lr", "warmup_steps")})
+    assert lrs[22] == pytest.approx(0.001 * lr_factor(21, schedule))  # the new schedule from the resumed step
+
+
+def test_resuming_a_damaged_checkpoint_names_the_file_and_the_previous_one(
+    plugin_env: Path, tmp_path: Path, shards: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_safe_pickle import Mkdir
+
+    trained = tmp_path / "trained"
+    args = ["train", "--method", "dummy", "--preset", "tiny", "--data", shards, "--steps", "4"]
+    args += ["--batch-size", "2", "--output", str(trained), "--set", "train.checkpoint_every=2"]
+    assert main([*args, "--set", "train.num_workers=0"]) == 0
+    marker = tmp_path / "ran"
+    for damaged in ("weights.safetensors", "optimizer.bin", "random_states_0.pkl", "trainer_state.json"):
+        out = tmp_path / damaged
+        shutil.copytree(trained, out)
+        newest = out / "checkpoints/step-00000004"
+        if damaged == "random_states_0.pkl":  # an object that would run code if unpickled
+            torch.save({"random_state": Mkdir(marker)}, newest / damaged)
+        else:
+            data = (newest / damaged).read_bytes()
+            (newest / damaged).write_bytes(data[: len(data) // 2])
+        capsys.readouterr()
+        assert main(["train", "--resume", str(out), "--steps", "6"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(newest / damaged) in err, err
+        assert f"--resume {out / 'checkpoints/step-00000002'}" in err, err
+    assert not marker.exists()
 
 
 @pytest.mark.slow

@@ -135,7 +135,7 @@ def convert_checkpoint(state: Mapping[str, Tensor], method: SegMethod) -> dict[s
         unknown += [f"text_decoder.transformer.resblocks.{index}.{name}" for name in not_block]
     if unknown:
         raise WeightsError(
-            f"{len(unknown)} keys of the official CoDe checkpoint fit nowhere in this CoDe (its CLIP has "
+            f"{len(unknown)} keys fit nowhere in CoDe's official naming (this CoDe's CLIP has "
             f"{layers} vision blocks, so the copied block is "
             f"'masker.image_encoder.backbone.transformer.resblocks.{layers - 1}.*'):{key_listing(sorted(unknown))}"
         )

@@ -115,7 +115,7 @@ def convert_checkpoint(state: Mapping[str, Tensor], method: SegMethod) -> dict[s
             unknown.append(key)
     if unknown:
         raise WeightsError(
-            f"{len(unknown)} keys of the official TCL checkpoint fit nowhere in this TCL (its CLIP has "
+            f"{len(unknown)} keys fit nowhere in TCL's official naming (this TCL's CLIP has "
             f"{layers} vision blocks, so the copied block is '{_BLOCK.format(index=layers - 1)}*'):"
             f"{key_listing(sorted(unknown))}"
         )

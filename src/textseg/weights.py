@@ -2,29 +2,27 @@
 
 ``--weights`` accepts a released checkpoint's name (``official``: downloaded once into the cache
 and verified), a weights file (ours or in the official repository's naming), or a training
-checkpoint folder written by ``textseg train``. Files are read without running pickled code:
-non-tensor objects in old checkpoints (e.g. a pickled config) are ignored and reported. A
-checkpoint that does not fit the method fails with the keys that do not fit.
+checkpoint folder written by ``textseg train``. Files are read without running pickled code
+(:mod:`textseg.safe_pickle`): non-tensor objects in old checkpoints (e.g. a pickled config) are
+never built, only named on stderr. A checkpoint that does not fit the method fails with the keys
+that do not fit.
 """
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
 from urllib.parse import urlparse
 
-import torch
 from torch import Tensor
 
+from textseg import safe_pickle
 from textseg.api import MethodSpec, SegMethod
 from textseg.download import download
-from textseg.errors import WeightsError
+from textseg.errors import WeightsError, note
 from textseg.io import atomic_path, file_digest
 from textseg.paths import cache_dir
-from textseg.torchscript import read_torchscript, torchscript_root
 
 #: File names ``textseg train`` writes inside a checkpoint folder, in order of preference.
 WEIGHTS_FILENAMES = ("weights.safetensors", "model.safetensors", "pytorch_model.bin")
@@ -80,64 +78,49 @@ def resolve_weights(spec: MethodSpec, source: str) -> Path:
     return path
 
 
-class _Ignored:
-    """Stands in for any non-tensor object found in a checkpoint's pickle."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        pass
-
-
-class _TensorOnlyUnpickler(pickle.Unpickler):
-    ignored: ClassVar[set[str]] = set()
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "collections" and name == "OrderedDict":
-            return super().find_class(module, name)
-        if module == "torch._utils" and name.startswith("_rebuild_"):
-            return super().find_class(module, name)
-        if module == "torch" and (name.endswith("Storage") or name in ("Size", "device")):
-            return super().find_class(module, name)
-        _TensorOnlyUnpickler.ignored.add(f"{module}.{name}")
-        return _Ignored
-
-
-class _TensorOnlyPickle:
-    """A ``pickle_module`` for ``torch.load`` that rebuilds tensors and nothing executable."""
-
-    Unpickler = _TensorOnlyUnpickler
-    load = staticmethod(pickle.load)
-
-
 def read_state_dict(path: Path) -> tuple[dict[str, Tensor], list[str]]:
-    """Tensors of a weights file (``model`` / ``state_dict`` entries unwrapped) and ignored objects."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    """Tensors of a weights file (``model`` / ``state_dict`` entries unwrapped) and what was ignored.
 
-        return load_file(str(path)), []
-    if torchscript_root(path) is not None:  # e.g. OpenAI's CLIP releases; read without running it
-        return read_torchscript(path), []
+    Pickled files go through :mod:`textseg.safe_pickle`: objects other than tensors and plain data
+    (e.g. a pickled config) are never built; their names are returned and reported on stderr. A
+    damaged, truncated or empty file raises :class:`WeightsError` naming it.
+    """
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path), []
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        ignored: list[str] = []
-    except pickle.UnpicklingError:
-        _TensorOnlyUnpickler.ignored = set()
-        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_TensorOnlyPickle)
-        ignored = sorted(_TensorOnlyUnpickler.ignored)
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise WeightsError(f"{path} is not a readable PyTorch checkpoint: {exc}") from exc
+        loaded = safe_pickle.load(path)
+    except safe_pickle.UnreadableFileError as exc:
+        raise WeightsError(str(exc)) from exc
+    obj = safe_pickle.named_tensors(loaded.value) if loaded.format == "torchscript" else loaded.value
     for key in ("model", "state_dict"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
             break
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{path} holds a {type(obj).__name__}, not a state dict")
-    tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+    tensors = {str(k): v for k, v in obj.items() if isinstance(v, Tensor)}
     if not tensors:
         raise WeightsError(f"{path} holds no tensors")
-    return tensors, ignored
+    if loaded.ignored:
+        note(
+            f"{path}: {len(loaded.ignored)} pickled object type(s) were not loaded (nothing from the file "
+            f"was run): {', '.join(loaded.ignored)}"
+        )
+    return tensors, list(loaded.ignored)
+
+
+def _read_safetensors(path: Path) -> dict[str, Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        if path.stat().st_size == 0:
+            raise WeightsError(f"{path} is empty")
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(
+            f"{path} is not a readable safetensors file ({safe_pickle.first_line(exc)})"
+        ) from exc
 
 
 def _listing(keys: list[str], limit: int = 25) -> str:
@@ -146,11 +129,14 @@ def _listing(keys: list[str], limit: int = 25) -> str:
     return f"\n  {shown}{more}"
 
 
-def check_and_load(method: SegMethod, state: Mapping[str, Tensor], origin: str) -> None:
+def check_and_load(
+    method: SegMethod, state: Mapping[str, Tensor], origin: str, what: str | None = None
+) -> None:
     """Load ``state`` into ``method`` after checking it fits.
 
     Keys under ``method.pretrained_prefixes`` may be missing (they come from the pretrained model);
     every other missing key, every unexpected key and every shape mismatch is an error listing them.
+    ``origin`` names the file; ``what`` names the weights it should hold (e.g. ``"tcl weights"``).
     """
     expected = method.state_dict()
     prefixes = method.pretrained_prefixes or ("\0",)
@@ -161,26 +147,43 @@ def check_and_load(method: SegMethod, state: Mapping[str, Tensor], origin: str) 
         for k in state
         if k in expected and state[k].shape != expected[k].shape
     )
+    what = what or f"{type(method).__name__} weights"
     problems = []
     if unexpected:
-        problems.append(f"{len(unexpected)} keys fit nowhere in the model:{_listing(unexpected)}")
+        problems.append(f"{len(unexpected)} keys of the file are not keys of {what}:{_listing(unexpected)}")
     if missing:
-        problems.append(f"{len(missing)} keys of the model are missing:{_listing(missing)}")
+        problems.append(f"{len(missing)} keys of {what} are missing from the file:{_listing(missing)}")
     if mismatched:
         problems.append(f"{len(mismatched)} keys have the wrong shape:{_listing(mismatched)}")
     if problems:
-        raise WeightsError(f"{origin} does not fit {type(method).__name__}:\n" + "\n".join(problems))
+        raise WeightsError(f"{origin} does not hold {what}:\n" + "\n".join(problems))
     method.load_state_dict(dict(state), strict=False)
 
 
 def load_weights(method: SegMethod, spec: MethodSpec, source: str) -> WeightsInfo:
-    """Resolve ``source``, read it safely, convert from the official naming if needed, check, load."""
+    """Resolve ``source``, read it safely, convert from the official naming if needed, check, load.
+
+    A file none of whose keys are this method's is taken to be in the official repository's naming
+    and converted; if that fails too, the error says the file fits neither.
+    """
     path = resolve_weights(spec, source)
-    state, _ignored = read_state_dict(path)
+    origin = f"--weights {source} ({path})"
+    try:
+        state, _ignored = read_state_dict(path)
+    except WeightsError as exc:
+        raise WeightsError(f"--weights {source}: {exc}. Download it again or pass another file.") from exc
     own = method.state_dict()
+    what = f"{spec.name} weights"
     if spec.convert_checkpoint is not None and not any(k in own for k in state):
-        state = spec.convert_checkpoint(state, method)
-    check_and_load(method, state, f"--weights {source} ({path})")
+        try:
+            state = spec.convert_checkpoint(state, method)
+        except WeightsError as exc:
+            raise WeightsError(
+                f"{origin} holds neither {what} saved by textseg (none of its keys are) nor {spec.name}'s "
+                f"official checkpoint: {exc}"
+            ) from exc
+        what = f"{spec.name} weights (converted from the official naming)"
+    check_and_load(method, state, origin, what)
     return WeightsInfo(source=source, path=str(path), sha256=file_digest(path))
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from textseg import safe_pickle
 from textseg.io import atomic_path
 
 #: Bump when the meaning of a cached entry changes (e.g. how prompts are encoded).
@@ -61,10 +62,11 @@ class TextEmbeddingCache:
         if path is None or not path.is_file():
             return None
         try:
-            value = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # a damaged entry is only a cache miss
+            loaded = safe_pickle.load(path)
+        except safe_pickle.UnreadableFileError:  # a damaged entry is only a cache miss
             return None
-        if not isinstance(value, Tensor):
+        value = loaded.value
+        if loaded.ignored or not isinstance(value, Tensor):
             return None
         self._remember(key, value)
         return value

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any
 
 #: Settings that may change when a run is resumed; any other difference means a different run.
+#: The learning-rate schedule, clipping and precision may change so that a diverged run can continue
+#: from its last good checkpoint; run.json records each change with the step it applies from.
 RESUMABLE_SETTINGS = {
+    "train.lr",
+    "train.min_lr",
+    "train.warmup_steps",
+    "train.warmup_start_factor",
+    "train.grad_clip",
+    "train.precision",
     "train.steps",
     "train.checkpoint_every",
     "train.keep_last",
@@ -89,7 +97,7 @@ def _resumed_run(args: argparse.Namespace, overrides: dict[str, str]) -> tuple[P
     """The checkpoint to resume and the run's settings, with this command's changes checked."""
     from textseg.data.spec import parse_data_spec
     from textseg.errors import ConfigError
-    from textseg.training.checkpoint import RUN_FILE, read_json, resolve_resume
+    from textseg.training.checkpoint import RUN_FILE, read_json, read_trainer_state, resolve_resume
 
     where = args.resume or args.output
     if not where:
@@ -103,16 +111,21 @@ def _resumed_run(args: argparse.Namespace, overrides: dict[str, str]) -> tuple[P
     if args.data and [spec.text for spec in parse_data_spec(args.data)] != saved.get("data"):
         conflicts.append(f"--data {' '.join(args.data)} (the run used {' '.join(saved.get('data', []))})")
     merged = dict(saved.get("overrides", {}))
-    for key, value in overrides.items():
-        if key not in RESUMABLE_SETTINGS and merged.get(key) != value:
+    changed = {key: value for key, value in overrides.items() if merged.get(key) != value}
+    for key, value in changed.items():
+        if key not in RESUMABLE_SETTINGS:
             conflicts.append(f"--set {key}={value} (the run used {merged.get(key, 'the preset value')})")
-        merged[key] = value
+    merged.update(overrides)
     if conflicts:
         raise ConfigError(
             f"--resume {checkpoint}: this command differs from the run being resumed: {'; '.join(conflicts)}. "
             f"Only {', '.join(sorted(RESUMABLE_SETTINGS))} may change; start a new run (--output) for the rest."
         )
-    return checkpoint, {**saved, "overrides": merged, "run_dir": run_dir}
+    changes = list(saved.get("changes", []))
+    if changed:
+        step = read_trainer_state(checkpoint)["step"]
+        changes.append({"step": step, "settings": changed})
+    return checkpoint, {**saved, "overrides": merged, "changes": changes, "run_dir": run_dir}
 
 
 def _choose_run_dir(requested: Path | None, method: str, preset: str, resume_dir: Path | None) -> Path:
@@ -161,12 +174,12 @@ def run(args: argparse.Namespace) -> int:
     from textseg.training.trainer import Trainer, open_sources
 
     overrides = _given_overrides(args)
-    checkpoint, resume_dir = None, None
+    checkpoint, resume_dir, changes = None, None, []
     method_name, preset, data = args.method, args.preset, args.data
     if args.resume is not None:
         checkpoint, saved = _resumed_run(args, overrides)
         method_name, preset, data = saved.get("method"), saved.get("preset"), saved.get("data")
-        overrides, resume_dir = saved["overrides"], saved["run_dir"]
+        overrides, resume_dir, changes = saved["overrides"], saved["run_dir"], saved["changes"]
     if not method_name:
         raise ConfigError("--method is required (see `textseg list methods`)")
     if not data:
@@ -189,7 +202,12 @@ def run(args: argparse.Namespace) -> int:
         resolved.train,
         sources,
         run_dir,
-        run_info={"method": spec.name, "preset": resolved.preset, "overrides": dict(resolved.overrides)},
+        run_info={
+            "method": spec.name,
+            "preset": resolved.preset,
+            "overrides": dict(resolved.overrides),
+            "changes": changes,
+        },
         protocol=resolved.protocol,
         resume=checkpoint,
     )

@@ -16,12 +16,15 @@ its final name is always complete. It holds:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from textseg import safe_pickle
 from textseg.errors import TextsegError
 
 CHECKPOINTS = "checkpoints"
@@ -93,6 +96,53 @@ def resolve_resume(path: Path) -> tuple[Path, Path]:
 
 def read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+        raise CheckpointError(f"cannot read {path}: {safe_pickle.first_line(exc)}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"cannot read {path}: it holds a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def read_trainer_state(folder: Path) -> dict[str, Any]:
+    """``trainer_state.json`` of checkpoint ``folder`` (its step); unreadable: name the previous checkpoint."""
+    with damaged_file_error(folder):
+        state = read_json(folder / TRAINER_STATE)
+        if not isinstance(state.get("step"), int):
+            raise CheckpointError(f"{folder / TRAINER_STATE} has no integer 'step'")
+    return state
+
+
+def read_pickle(path: Path) -> Any:
+    """A state file the trainer wrote (optimizer, scheduler, scaler, RNG, data position), read through
+    :mod:`textseg.safe_pickle`; one that holds anything but tensors and plain data is refused."""
+    loaded = safe_pickle.load(path)
+    if loaded.ignored:
+        raise safe_pickle.UnreadableFileError(
+            f"{path} holds objects textseg never writes there ({', '.join(loaded.ignored)}); nothing was run"
+        )
+    return loaded.value
+
+
+def previous_hint(folder: Path) -> str:
+    """What to do when checkpoint ``folder`` cannot be resumed: the checkpoint before it, if any."""
+    run_dir = folder.parent.parent
+    earlier = [path for _, path in list_checkpoints(run_dir) if path.name < folder.name]
+    if earlier:
+        return f"Resume from the previous checkpoint instead: --resume {earlier[-1]}"
+    return "No earlier checkpoint of this run exists; start a new run."
+
+
+@contextlib.contextmanager
+def damaged_file_error(folder: Path) -> Iterator[None]:
+    """Turn an unreadable or mismatched file of checkpoint ``folder`` into one line naming the
+    file and the previous checkpoint to resume from."""
+    try:
+        yield
+    except TextsegError as exc:
+        raise CheckpointError(f"--resume {folder}: {exc}. {previous_hint(folder)}") from exc
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a state that does not fit this run
+        raise CheckpointError(
+            f"--resume {folder}: its state does not fit this run ({safe_pickle.first_line(exc)}). "
+            f"{previous_hint(folder)}"
+        ) from exc

@@ -23,7 +23,9 @@ was built, is rebuilt around the same module so the newly trainable ones are syn
 from __future__ import annotations
 
 import logging
+import math
 import os
+import random
 import re
 import shutil
 import time
@@ -34,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, gather_object, send_to_device, set_seed
@@ -115,7 +118,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.run_info = dict(run_info or {})
         self.resume = Path(resume) if resume is not None else None
-        resume_step = ckpt.read_json(self.resume / ckpt.TRAINER_STATE)["step"] if self.resume else None
+        resume_step = ckpt.read_trainer_state(self.resume)["step"] if self.resume else None
         self.accelerator = Accelerator(
             cpu=needs_cpu_processes(),
             mixed_precision=config.precision,
@@ -135,6 +138,7 @@ class Trainer:
             )
         self._evaluations = self._plan_evaluation(protocol) if config.eval_every > 0 else []
         self.last_checkpoint: Path | None = self.resume
+        self._last_loss: float | None = None
 
     # -- set-up --------------------------------------------------------------------------------
     def _plan_evaluation(self, protocol: str) -> list[tuple[str, Any, Any, Any]]:
@@ -212,14 +216,9 @@ class Trainer:
             save_weights(self.method, Path(output_dir) / WEIGHTS_FILE)
             self.method.export(Path(output_dir))
 
-    def _load_weights_hook(self, models: list[nn.Module], input_dir: str) -> None:
-        models.clear()
-        path = Path(input_dir) / WEIGHTS_FILE
-        state, _ = read_state_dict(path)
-        check_and_load(self.method, state, str(path))
-
     def _save(self, step: int, loader: StreamLoader) -> Path:
         acc = self.accelerator
+        self._check_weights_finite(step)
         final = ckpt.checkpoint_dir(self.run_dir, step)
         tmp = ckpt.temporary_dir(final)
         if acc.is_main_process:
@@ -237,6 +236,7 @@ class Trainer:
                     "processes": acc.num_processes,
                     "num_workers": self.config.num_workers,
                     "samples": step * self._samples_per_step,
+                    "loss": self._last_loss,  # finite: a non-finite loss stops training before this
                     "date": datetime.now(UTC).isoformat(timespec="seconds"),
                 },
             )
@@ -247,23 +247,41 @@ class Trainer:
         return final
 
     def _restore(self, folder: Path) -> tuple[int, dict[str, Any] | None]:
+        """Load a checkpoint's weights, optimizer, scheduler, scaler, RNG and data state, every file
+        read through :mod:`textseg.safe_pickle` (Accelerate's ``load_state`` would ``torch.load``).
+
+        Learning-rate settings may differ from the checkpoint's (a resume after divergence with a
+        lower ``train.lr``): the schedule is recomputed from the current settings at the saved step.
+        """
         acc = self.accelerator
-        state = ckpt.read_json(folder / ckpt.TRAINER_STATE)
-        if not (folder / WEIGHTS_FILE).is_file():
-            raise ckpt.CheckpointError(f"--resume {folder}: {WEIGHTS_FILE} is missing")
-        if not (folder / f"random_states_{acc.process_index}.pkl").is_file():
-            logger.warning(
-                "%s has no RNG state for process %d; it continues with its current RNG",
-                folder,
-                acc.process_index,
+        step = ckpt.read_trainer_state(folder)["step"]
+        base_lrs = list(self.scheduler.scheduler.base_lrs)  # from the current settings
+        weights = folder / WEIGHTS_FILE
+        if not weights.is_file():
+            raise ckpt.CheckpointError(
+                f"--resume {folder}: {WEIGHTS_FILE} is missing. {ckpt.previous_hint(folder)}"
             )
-        acc.load_state(str(folder))
-        step = int(state["step"])
-        # The schedule is recomputed from the current settings (``--steps`` may be extended on resume).
-        for group, base in zip(self.optimizer.param_groups, self.scheduler.scheduler.base_lrs):
+        with ckpt.damaged_file_error(folder):
+            check_and_load(self.method, read_state_dict(weights)[0], str(weights))
+            self.optimizer.load_state_dict(ckpt.read_pickle(folder / "optimizer.bin"))
+            self.scheduler.scheduler.load_state_dict(ckpt.read_pickle(folder / "scheduler.bin"))
+            if acc.scaler is not None and (folder / "scaler.pt").is_file():
+                acc.scaler.load_state_dict(ckpt.read_pickle(folder / "scaler.pt"))
+            rng_file = folder / f"random_states_{acc.process_index}.pkl"
+            if rng_file.is_file():
+                _set_rng_states(ckpt.read_pickle(rng_file), acc)
+            else:
+                logger.warning(
+                    "%s has no RNG state for process %d; it continues with its current RNG",
+                    folder,
+                    acc.process_index,
+                )
+            data_file = folder / f"data_state_{acc.process_index}.pt"
+            data = ckpt.read_pickle(data_file) if data_file.is_file() else None
+        self.scheduler.scheduler.base_lrs = base_lrs
+        for group, base in zip(self.optimizer.param_groups, base_lrs):
+            group["initial_lr"] = base
             group["lr"] = base * lr_factor(step, self.config)
-        data_file = folder / f"data_state_{acc.process_index}.pt"
-        data = torch.load(data_file, map_location="cpu", weights_only=True) if data_file.is_file() else None
         return step, data
 
     def _write_run_file(self) -> None:
@@ -293,7 +311,6 @@ class Trainer:
         self.method.train()
         self._prepare(optimizer, build_scheduler(optimizer, cfg))
         acc.register_save_state_pre_hook(self._save_weights_hook)
-        acc.register_load_state_pre_hook(self._load_weights_hook)
         if self.resume is not None:
             start, data_state = self._restore(self.resume)
         else:
@@ -324,7 +341,9 @@ class Trainer:
                 self.method.on_train_step(step)
                 self._follow_trainable()
                 lr = self.optimizer.param_groups[0]["lr"]
-                window.add(self._step(batches, step))
+                terms = self._step(batches, step)
+                self._last_loss = float(terms["loss"])
+                window.add(terms)
                 self.scheduler.step()
                 done = step + 1
                 bar.update()
@@ -365,13 +384,45 @@ class Trainer:
         where = f"step {step + 1}" + (
             f" (micro-batch {micro + 1} of {self.config.grad_accum})" if self.config.grad_accum > 1 else ""
         )
-        if self.last_checkpoint is not None:
-            keep = f"The last good checkpoint is {self.last_checkpoint}; continue from it with --resume {self.last_checkpoint}"
-        else:
-            keep = f"No checkpoint was written yet (train.checkpoint_every={self.config.checkpoint_every}); restart"
         raise TrainingDivergedError(
             f"training stopped: the loss is {total.item()} at {where}; the parameters were not updated with it. "
-            f"{keep}, perhaps with a lower train.lr, train.grad_clip set, or --precision bf16/no."
+            + self._advice()
+        )
+
+    def _check_weights_finite(self, step: int) -> None:
+        """Refuse to checkpoint non-finite weights (a finite loss can still give an infinite update)."""
+        finite = all(
+            bool(torch.isfinite(value).all())
+            for value in self.method.trainable_state_dict().values()
+            if value.is_floating_point()
+        )
+        flag = self.accelerator.reduce(
+            torch.tensor([float(not finite)], device=self.accelerator.device), "sum"
+        )
+        if flag.item() > 0:
+            raise TrainingDivergedError(
+                f"training stopped: the weights are no longer finite after step {step}, so no checkpoint was "
+                f"written for it. " + self._advice()
+            )
+
+    def _advice(self) -> str:
+        """Where to continue from after a divergence: the newest checkpoint written with a finite loss
+        and finite weights (every checkpoint this trainer writes is; older ones are checked)."""
+        good = next(
+            ((step, path) for step, path in reversed(ckpt.list_checkpoints(self.run_dir)) if _is_good(path)),
+            None,
+        )
+        if good is None:
+            return (
+                f"No checkpoint with finite weights was written yet (train.checkpoint_every="
+                f"{self.config.checkpoint_every}); start again with a lower train.lr, train.grad_clip set, or "
+                "another --precision."
+            )
+        step, path = good
+        return (
+            f"The last good checkpoint is {path} (after step {step}: finite loss and weights). Continue from it "
+            f"with a lower learning rate, e.g.: textseg train --resume {path} --set train.lr=<lower>"
+            " (train.grad_clip and --precision may also change on resume)."
         )
 
     def _log(self, window: _Window, step: int, lr: float, loader: StreamLoader, bar: Any) -> None:
@@ -402,6 +453,30 @@ class Trainer:
             values.update({f"eval/{name}/{key}": float(v) for key, v in result.metrics.items()})
         self.method.train()
         self.accelerator.log(values, step=step)
+
+
+def _is_good(checkpoint: Path) -> bool:
+    """True when a checkpoint's recorded loss is finite and its weights are finite."""
+    try:
+        state = ckpt.read_json(checkpoint / ckpt.TRAINER_STATE)
+        loss = state.get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            return False
+        weights, _ = read_state_dict(checkpoint / WEIGHTS_FILE)
+    except (TextsegError, TypeError, ValueError):
+        return False
+    return all(bool(torch.isfinite(v).all()) for v in weights.values() if v.is_floating_point())
+
+
+def _set_rng_states(states: dict[str, Any], accelerator: Accelerator) -> None:
+    """Python, NumPy, torch and CUDA generators as Accelerate's ``save_state`` stored them."""
+    random.setstate(states["random_state"])
+    np.random.set_state(states["numpy_random_seed"])
+    torch.set_rng_state(states["torch_manual_seed"])
+    if torch.cuda.is_available() and "torch_cuda_manual_seed" in states:
+        torch.cuda.set_rng_state_all(states["torch_cuda_manual_seed"])
+    if "step" in states:
+        accelerator.step = states["step"]
 
 
 def _skipped_everywhere(loader: StreamLoader) -> Counter[str]:
