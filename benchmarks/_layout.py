@@ -146,6 +146,9 @@ class FolderLayout(DatasetLayout):
             )
         return samples
 
+    def synthetic_marker(self, root: Path) -> Path:
+        return Path(root) / self.base / ".textseg-synthetic.json"
+
     def _scan(self, images: Path) -> list[Path]:
         return [p for p in images.rglob(f"*{self.img_suffix}") if p.is_file()]
 

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from textseg.benchmark import Sample
 from textseg.io import atomic_path
 
 from ._files import first_existing, link_files, save_jpeg, save_png
-from ._layout import Archive, FolderLayout
+from ._layout import SHOW, Archive, FolderLayout
 from ._spec import builtin, class_names
 from ._synthetic import random_label, random_size, render_image
 
@@ -35,6 +36,7 @@ ARCHIVE = Archive(
     sha1="219e1696abb36c8ba3a3afe7fb2f4b4606a897c7",
 )
 TREE = "ADEChallengeData2016"
+VAL_IMAGES = 2000
 BASE = f"ade/{TREE}"
 SPLITS = {"validation": "val", "training": "train"}
 
@@ -55,6 +57,13 @@ class ADE20KLayout(FolderLayout):
 
     def write_synthetic(self, root: Path, num_classes: int, n: int, seed: int = 0) -> None:
         _write_split(root / BASE, "validation", n, np.random.default_rng(seed))
+
+    def describe_missing(self, root: Path, samples: list[Sample]) -> str:
+        """The validation images are ``ADE_val_00000001`` .. ``ADE_val_00002000``."""
+        found = {sample.id for sample in samples}
+        missing = [name for k in range(VAL_IMAGES) if (name := f"ADE_val_{k + 1:08d}") not in found]
+        shown = ", ".join(missing[:SHOW]) + (", ..." if len(missing) > SHOW else "")
+        return f"{len(missing)} images, e.g. {shown}" if missing else ""
 
     def write_synthetic_raw(self, raw: Path, num_classes: int, n: int, seed: int = 0) -> None:
         """The zip's tree: ``n`` validation and ``n // 2 + 1`` training pairs, ``objectInfo150.txt``
@@ -96,6 +105,6 @@ ADE20K = builtin(
         raw_hint=f"folder with {ARCHIVE.filename} or its extracted {TREE}/",
         archives=(ARCHIVE,),
     ),
-    split_size=2000,
+    split_size=VAL_IMAGES,
     reduce_zero_label=True,
 )

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from textseg.benchmark import Sample
 from textseg.errors import TextsegError
 from textseg.io import write_json
 
@@ -30,6 +31,9 @@ from ._files import PrepareError, is_valid_label, link_files, run_jobs, save_png
 from ._layout import Archive, FolderLayout
 from ._spec import builtin
 from ._synthetic import random_shapes, random_size, render_image
+
+#: Images per city of the official val split (500 in all).
+VAL_CITIES = {"frankfurt": 267, "lindau": 59, "munster": 174}
 
 #: cityscapesScripts' label table as ``name: (id, trainId)``; trainId 255 = ignored in evaluation.
 LABELS: dict[str, tuple[int, int]] = {
@@ -163,6 +167,18 @@ class CityscapesLayout(FolderLayout):
             _write_image(root / "cityscapes", city, name, label, rng)
             save_png(root / "cityscapes" / "gtFine" / "val" / city / f"{name}{LABEL_SUFFIX}", label)
 
+    def describe_missing(self, root: Path, samples: list[Sample]) -> str:
+        """Images found per city against the official val counts (the names are not derivable)."""
+        found = {city: 0 for city in VAL_CITIES}
+        for sample in samples:
+            city = sample.id.split("/")[0]
+            found[city] = found.get(city, 0) + 1
+        return ", ".join(
+            f"{city} {found[city]} of {VAL_CITIES.get(city, 0)}"
+            for city in found
+            if found[city] != VAL_CITIES.get(city, 0)
+        )
+
     def write_synthetic_raw(self, raw: Path, num_classes: int, n: int, seed: int = 0) -> None:
         """``gtFine/val/<city>/*_gtFine_polygons.json`` with random objects (void, group, deleted and
         license-plate ones included) and the matching ``leftImg8bit`` PNGs, as the zips unpack."""
@@ -210,5 +226,5 @@ CITYSCAPES = builtin(
         split_file=None,
         raw_hint="folder with gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip, or their contents",
     ),
-    split_size=500,
+    split_size=sum(VAL_CITIES.values()),
 )

@@ -101,7 +101,7 @@ def bench_inputs(toy_plugin_env: Path, tmp_path: Path) -> dict[str, Path]:
     root = tmp_path / "data"
     for name in ("toy", "toy_bg"):
         spec = BENCHMARKS.get(name)
-        spec.layout.write_synthetic(root, spec.num_classes, n=NUM_IMAGES, seed=7)
+        spec.write_synthetic(root, NUM_IMAGES, seed=7)
     import torch
 
     torch.manual_seed(0)

@@ -138,3 +138,72 @@ def test_two_processes_give_the_single_process_confusion_matrix(bench_inputs: di
     double = np.load(two.with_suffix(".confusion.npy"))
     assert single.sum() > 0
     np.testing.assert_array_equal(double, single)
+
+
+def test_an_incomplete_split_is_refused_unless_asked_and_then_labelled(
+    plugin_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A scanned layout (ADE20K, Cityscapes) with images missing: refused with the count and what is
+    missing; scored with --allow-incomplete or --limit, and the record says complete: false."""
+    from textseg.registry import BENCHMARKS
+
+    root, out = tmp_path / "data", tmp_path / "records"
+    for name in ("ade20k", "cityscapes"):
+        BENCHMARKS.get(name).write_synthetic(root, 4, seed=1)
+    for marker in root.rglob(".textseg-synthetic.json"):
+        marker.unlink()  # now it looks like a real download with most images missing
+    common = [
+        "bench",
+        "--method",
+        "dummy",
+        "--preset",
+        "tiny",
+        "--data-root",
+        str(root),
+        "--output",
+        str(out),
+    ]
+    common += ["--num-workers", "0"]
+    assert main([*common, "--dataset", "ade20k"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "found 4 evaluation samples, but its split has 2000; missing: 1996 images, e.g. ADE_val_00000005"
+        in err
+    )
+    assert "--allow-incomplete" in err and "Traceback" not in err
+    assert main([*common, "--dataset", "cityscapes"]) == 2
+    assert "missing: frankfurt 2 of 267, lindau 1 of 59, munster 1 of 174" in capsys.readouterr().err
+    assert main([*common, "--dataset", "ade20k", "--allow-incomplete"]) == 0
+    assert main([*common, "--dataset", "cityscapes", "--limit", "2"]) == 0
+    records = [read_record(p) for p in sorted(out.glob("*.json"))]
+    assert [(r.benchmark, r.complete, r.expected_images, r.synthetic) for r in records] == [
+        ("ade20k", False, 2000, False),
+        ("cityscapes", False, 500, False),
+    ]
+
+
+def test_synthetic_data_is_a_whole_synthetic_split(
+    plugin_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from textseg.registry import BENCHMARKS
+
+    root, out = tmp_path / "data", tmp_path / "records"
+    assert main(["data", "synthetic", "ade20k", "--out", str(root), "-n", "3"]) == 0
+    common = [
+        "bench",
+        "--method",
+        "dummy",
+        "--preset",
+        "tiny",
+        "--data-root",
+        str(root),
+        "--output",
+        str(out),
+    ]
+    assert main([*common, "--num-workers", "0", "--dataset", "ade20k"]) == 0
+    assert "dummy runs with randomly initialised weights" in capsys.readouterr().err
+    (record,) = [read_record(p) for p in out.glob("*.json")]
+    assert record.complete and record.synthetic and record.expected_images == 3
+    assert record.weights == {"kind": "random-init"}
+    split = BENCHMARKS.get("ade20k")
+    assert split.check_split(root, split.open(root)).synthetic

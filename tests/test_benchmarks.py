@@ -142,7 +142,7 @@ def test_every_benchmark_loads_its_synthetic_layout(name: str, tmp_path: Path) -
 
 def test_voc_synthetic_labels_are_palette_pngs_with_void_borders(tmp_path: Path) -> None:
     spec = BENCHMARKS.get("voc21")
-    spec.layout.write_synthetic(tmp_path, spec.num_classes, 2)
+    spec.write_synthetic(tmp_path, 2)
     with Image.open(spec.samples(tmp_path)[0].label) as label:
         assert label.mode == "P"
         assert label.getpalette()[255 * 3 : 256 * 3] == [224, 224, 192]  # VOC's void colour
@@ -152,7 +152,7 @@ def test_voc_synthetic_labels_are_palette_pngs_with_void_borders(tmp_path: Path)
 
 def test_reduce_zero_label_on_read(tmp_path: Path) -> None:
     ade = BENCHMARKS.get("ade20k")
-    ade.layout.write_synthetic(tmp_path, ade.num_classes, 1)
+    ade.write_synthetic(tmp_path, 1)
     sample = ade.samples(tmp_path)[0]
     Image.fromarray(np.array([[0, 1, 150]] * 60 + [[2, 3, 4]] * 60, dtype=np.uint8)).save(sample.label)
     Image.fromarray(np.zeros((120, 3, 3), np.uint8)).save(sample.image)
@@ -186,7 +186,7 @@ def test_missing_cityscapes_scan_folder_says_what_was_found(tmp_path: Path) -> N
 
 def test_incomplete_dataset_lists_missing_files(tmp_path: Path) -> None:
     spec = BENCHMARKS.get("coco_stuff")
-    spec.layout.write_synthetic(tmp_path, spec.num_classes, 3)
+    spec.write_synthetic(tmp_path, 3)
     missing = spec.samples(tmp_path)[1].label
     missing.unlink()
     with pytest.raises(DatasetNotFoundError) as info:

@@ -90,7 +90,7 @@ def test_evaluator_counts_every_scored_pixel_once(toy_plugin_env: Path, tmp_path
     from textseg.registry import BENCHMARKS, PROTOCOLS
 
     toy = BENCHMARKS.get("toy")
-    toy.layout.write_synthetic(tmp_path, toy.num_classes, n=6, seed=3)
+    toy.write_synthetic(tmp_path, 6, seed=3)
     source = toy.open(tmp_path)
     scored = sum(int((source[i].label != 255).sum()) for i in range(len(source)))
     method = ChannelScores()
@@ -106,7 +106,7 @@ def test_evaluator_limit_precision_and_training_mode(toy_plugin_env: Path, tmp_p
     from textseg.registry import BENCHMARKS, PROTOCOLS
 
     toy = BENCHMARKS.get("toy")
-    toy.layout.write_synthetic(tmp_path, toy.num_classes, n=4, seed=1)
+    toy.write_synthetic(tmp_path, 4, seed=1)
     method = ChannelScores().train()
     result = evaluate(
         method,

@@ -339,15 +339,29 @@ def test_bad_records_are_named_and_the_others_still_build(
     assert "## Records that could not be read" in (out / "README.md").read_text()
 
 
-def test_partial_runs_are_listed_not_ranked(tmp_path: Path, reported: Path) -> None:
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"limit": 3}, "--limit 3"),
+        ({"complete": False, "expected_images": 2000}, "incomplete split: 3 of 2000 images"),
+        ({"synthetic": True}, "synthetic data"),
+        ({"weights": {"kind": "random-init"}}, "random weights"),
+    ],
+)
+def test_records_that_are_not_results_are_listed_not_ranked(
+    tmp_path: Path, reported: Path, changes: dict, reason: str
+) -> None:
     results, out = tmp_path / "results", tmp_path / "board"
-    partial = toy_record(results, limit=3, num_images=3, metrics={"mIoU": 99.0, "mAcc": 1.0, "aAcc": 1.0})
-    result = build_leaderboard([partial], reported, out)  # a record file works as well as a folder
+    record = toy_record(results, num_images=3, metrics={"mIoU": 99.0, "mAcc": 1.0, "aAcc": 1.0}, **changes)
+    result = build_leaderboard([record], reported, out)  # a record file works as well as a folder
     assert not [r for r in summary_rows(out) if r["kind"] == "reproduced"]
     assert not list(out.glob("per_class_*.csv"))
     readme = (out / "README.md").read_text()
-    assert "## Partial runs (`--limit`), not ranked" in readme and "| 3 (--limit 3) | 99.00 |" in readme
-    assert any(note.startswith("partial run (--limit 3)") for note in result.notes)
+    assert "## Records that are not leaderboard results" in readme and f"| 3 | 99.00 | {reason} |" in readme
+    assert any(note.startswith(f"not ranked ({reason})") for note in result.notes)
+    build_leaderboard([record], reported, out, include_unranked=True)
+    (row,) = [r for r in summary_rows(out) if r["kind"] == "reproduced"]
+    assert row["label"] == reason and row["toy_a"] == "99.00"
 
 
 def test_stale_outputs_are_removed(tmp_path: Path, reported: Path) -> None:
@@ -417,7 +431,7 @@ def test_committed_summary_is_up_to_date(tmp_path: Path, monkeypatch: pytest.Mon
     build_leaderboard([], REPORTED, tmp_path)
     committed = (ROOT / "leaderboard" / "summary.csv").read_bytes()
     assert (tmp_path / "summary.csv").read_bytes() == committed, (
-        "regenerate: textseg leaderboard --reported leaderboard/reported.csv --out leaderboard"
+        "regenerate: textseg leaderboard --out leaderboard"
     )
     assert pd.read_csv(io.BytesIO(committed))["kind"].eq("published").all()
     readme = (ROOT / "leaderboard" / "README.md").read_text(encoding="utf-8")

@@ -10,10 +10,9 @@ import pytest
 from textseg.cli import main
 from textseg.evaluation.records import read_record
 from textseg.leaderboard import build_leaderboard
+from textseg.leaderboard.reported import PACKAGED_REPORTED as REPORTED
 from textseg.registry import BENCHMARKS
 from textseg.testing.tiny_clip import ensure_tiny_clip
-
-REPORTED = Path(__file__).resolve().parents[1] / "leaderboard" / "reported.csv"
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +21,7 @@ def test_leaderboard_numbers_equal_the_bench_records(tmp_path: Path) -> None:
     root, results = tmp_path / "data", tmp_path / "results"
     for name in ("voc21", "voc20"):  # one data folder serves both
         spec = BENCHMARKS.get(name)
-        spec.layout.write_synthetic(root, spec.num_classes, n=2, seed=11)
+        spec.write_synthetic(root, 2, seed=11)
     common = ["--data-root", str(root), "--output", str(results), "--num-workers", "0"]
     weights = ["--weights", str(ensure_tiny_clip())]
     assert main(["bench", "--method", "maskclip", "--dataset", "voc21", "voc20", *weights, *common]) == 0
@@ -30,8 +29,11 @@ def test_leaderboard_numbers_equal_the_bench_records(tmp_path: Path) -> None:
     records = [read_record(path) for path in sorted(results.glob("*.json"))]
     assert len(records) == 3
 
+    assert all(r.synthetic and r.complete and r.expected_images == 2 for r in records)
     out = tmp_path / "board"
-    first = build_leaderboard([results], REPORTED, out)
+    unranked = build_leaderboard([results], REPORTED, out)  # synthetic data is never a result...
+    assert len(unranked.selection.unranked) == 3 and not unranked.selection.current
+    first = build_leaderboard([results], REPORTED, out, include_unranked=True)  # ...unless asked
     assert not first.errors
     summary = pd.read_csv(out / "summary.csv", dtype={"preset": str})
     reproduced = summary[summary["kind"] != "published"]
@@ -48,6 +50,7 @@ def test_leaderboard_numbers_equal_the_bench_records(tmp_path: Path) -> None:
     per_class = pd.read_csv(out / "per_class_voc21.csv")
     assert len(per_class) >= 2  # one row per reproduced run on voc21
 
+    assert set(reproduced["label"]) == {"synthetic data", "synthetic data; random weights"}
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    build_leaderboard([results], REPORTED, out)
+    build_leaderboard([results], REPORTED, out, include_unranked=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # deterministic

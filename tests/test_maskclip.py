@@ -68,8 +68,8 @@ def test_weights_build_the_method_from_a_clip_folder(tmp_path: Path) -> None:
     assert overrides == {"clip": source}
     method = SPEC.create("paper", {**overrides, "text_cache": "false"}).eval()  # paper would load the hub
     info = apply_weights(method, SPEC, source)
-    assert info is not None and info.path.endswith("model.safetensors")
-    assert info.sha256 == file_digest(ensure_tiny_clip() / "model.safetensors")
+    assert info is not None and info["path"].endswith("model.safetensors")
+    assert info["sha256"] == file_digest(ensure_tiny_clip() / "model.safetensors")
     images = _images(1, 3, 64, 64)
     after = method.segment(images, method.encode_vocabulary(VOCAB))
     expected = reference.segment(images, reference.encode_vocabulary(VOCAB))

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 def voc_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("voc")
     spec = BENCHMARKS.get("voc21")
-    spec.layout.write_synthetic(root, spec.num_classes, n=2, seed=3)
+    spec.write_synthetic(root, 2, seed=3)
     return root
 
 
@@ -76,7 +76,7 @@ def test_tcl_benches_an_official_format_checkpoint(voc_root: Path, tmp_path: Pat
 
 def test_code_benches_an_official_format_checkpoint_on_ade20k(tmp_path: Path) -> None:
     ade = BENCHMARKS.get("ade20k")
-    ade.layout.write_synthetic(tmp_path / "data", ade.num_classes, n=2, seed=4)
+    ade.write_synthetic(tmp_path / "data", 2, seed=4)
     torch.manual_seed(0)
     trained = METHODS.get("code").create("tiny")
     for p in trained.parameters():

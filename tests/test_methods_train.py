@@ -22,7 +22,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("methods-train")
     write_shards(root / "shards", 2, 8, image_size=64)
     voc = BENCHMARKS.get("voc21")
-    voc.layout.write_synthetic(root / "data", voc.num_classes, n=2, seed=5)
+    voc.write_synthetic(root / "data", 2, seed=5)
     return {"shards": root / "shards", "data": root / "data"}
 
 

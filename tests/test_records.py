@@ -27,6 +27,9 @@ def make_record(**changes: object) -> ResultsRecord:
         per_class_iou={"background": 50.0, "cat": None},
         num_images=3,
         limit=None,
+        complete=True,
+        expected_images=1449,
+        synthetic=False,
         images_per_second=1.5,
         seconds=2.0,
         precision="fp32",
@@ -71,4 +74,36 @@ def test_not_json_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(RecordError, match=r"bad\.json"):
+        read_record(bad)
+
+
+def test_records_are_strict_json_with_null_for_a_missing_number(tmp_path: Path) -> None:
+    record = make_record(
+        metrics={"mIoU": float("nan"), "mAcc": 20.0, "aAcc": 50.0}, images_per_second=float("inf")
+    )
+    path = write_record(record, tmp_path)
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    again = read_record(path)
+    assert again.metrics["mIoU"] is None and again.images_per_second is None
+    path.write_text(text.replace('"mAcc": 20.0', '"mAcc": NaN'))
+    with pytest.raises(RecordError, match="NaN is not valid JSON"):
+        read_record(path)
+
+
+def test_schema_1_records_are_still_read(tmp_path: Path) -> None:
+    data = make_record(limit=2).to_json()
+    for key in ("complete", "expected_images", "synthetic"):
+        del data[key]
+    data["schema"] = 1
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    record = read_record(path)
+    assert record.complete is False and record.synthetic is False and record.schema == 2
+
+
+def test_a_record_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "latin.json"
+    bad.write_bytes('{"method": "caf\xe9"}'.encode("latin-1"))
+    with pytest.raises(RecordError, match=r"latin\.json"):
         read_record(bad)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from PIL import Image
 
-from textseg.errors import ConfigError, TextsegError
+from textseg.errors import ConfigError, DatasetNotFoundError, TextsegError
 
 if TYPE_CHECKING:  # textseg.api imports torch; `textseg data` and `textseg list` do not need it
     from textseg.api import Vocabulary
@@ -50,6 +50,32 @@ class LoadedSample:
                 f"{image.shape[1]}x{image.shape[0]}"
             )
         return cls(id, image, label)
+
+
+class IncompleteSplitError(DatasetNotFoundError):
+    """A data folder holds another number of evaluation samples than the benchmark's split."""
+
+
+@dataclass(frozen=True)
+class SplitCheck:
+    """How many samples a data root holds, against what the benchmark's split has.
+
+    ``expected`` is the official split size, or the size a synthetic dataset declares; None when the
+    benchmark declares none. Complete means exactly the expected number was found."""
+
+    found: int
+    expected: int | None
+    synthetic: bool
+    missing: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return self.expected is None or self.found == self.expected
+
+    def describe(self, benchmark: str, where: str) -> str:
+        kind = "synthetic " if self.synthetic else ""
+        text = f"{benchmark} under {where}: found {self.found} evaluation samples, but its {kind}split has {self.expected}"
+        return text + (f"; missing: {self.missing}" if self.missing else "")
 
 
 class EvalSource(Protocol):
@@ -91,7 +117,19 @@ class DatasetLayout(abc.ABC):
 
     @abc.abstractmethod
     def write_synthetic(self, root: Path, num_classes: int, n: int, seed: int = 0) -> None:
-        """Write ``n`` random samples in the real layout and label encoding under ``root``."""
+        """Write ``n`` random samples in the real layout and label encoding under ``root``.
+
+        Call it through :meth:`BenchmarkSpec.write_synthetic`, which also declares the data synthetic."""
+
+    def synthetic_marker(self, root: Path) -> Path | None:
+        """The file that declares the data under ``root`` synthetic and says how many samples it has
+        (None: this layout cannot be declared synthetic, so its split size always applies)."""
+        return None
+
+    def describe_missing(self, root: Path, samples: list[Sample]) -> str:
+        """What the official split has that ``samples`` lack, as far as the layout can tell (names or
+        per-folder counts; empty when it cannot tell)."""
+        return ""
 
     def prepare(self, raw: Path, root: Path, workers: int = 1) -> None:
         """Build the layout under ``root`` from the official downloads in ``raw`` (``workers``
@@ -142,6 +180,38 @@ class BenchmarkSpec:
 
     def samples(self, root: Path) -> list[Sample]:
         return self.layout.find(Path(root))
+
+    def write_synthetic(self, root: str | Path, n: int, seed: int = 0) -> None:
+        """Write ``n`` random samples in the real layout under ``root`` and declare them synthetic, so
+        the harness scores them as a whole (synthetic) split and records say so."""
+        self.layout.write_synthetic(Path(root), self.num_classes, n, seed=seed)
+        marker = self.layout.synthetic_marker(Path(root))
+        if marker is not None:
+            from textseg.io import write_json
+
+            write_json(marker, {"samples": n, "seed": seed, "written_by": "textseg data synthetic"})
+
+    def check_split(self, data_root: str | Path, source: EvalSource) -> SplitCheck:
+        """Compare what ``source`` (opened from ``data_root``) holds with the split's size."""
+        found = len(source)
+        if str(data_root).startswith("hf:"):
+            return SplitCheck(found, self.split_size, synthetic=False)
+        root = Path(data_root)
+        marker = self.layout.synthetic_marker(root)
+        if marker is not None and marker.is_file():
+            import json
+
+            try:
+                declared = int(json.loads(marker.read_text(encoding="utf-8"))["samples"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise TextsegError(
+                    f"{marker} (written by `textseg data synthetic`) is unreadable: {exc}"
+                ) from exc
+            return SplitCheck(found, declared, synthetic=True)
+        check = SplitCheck(found, self.split_size, synthetic=False)
+        if check.complete or not isinstance(source, FolderSource):
+            return check
+        return SplitCheck(found, self.split_size, False, self.layout.describe_missing(root, source.samples))
 
     def open(self, data_root: str | Path) -> EvalSource:
         """The evaluation samples under ``data_root`` (the standard layout), or, for

@@ -10,9 +10,11 @@ that do not fit.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from torch import Tensor
@@ -21,6 +23,7 @@ from textseg import safe_pickle
 from textseg.api import MethodSpec, SegMethod
 from textseg.download import download
 from textseg.errors import WeightsError, note
+from textseg.evaluation.records import RANDOM_INIT
 from textseg.io import atomic_path, file_digest
 from textseg.paths import cache_dir
 
@@ -199,17 +202,27 @@ def weights_overrides(spec: MethodSpec, source: str | None) -> dict[str, str]:
     return {spec.weights_setting: str(path if path.is_dir() else resolve_weights(spec, source))}
 
 
-def apply_weights(method: SegMethod, spec: MethodSpec, source: str | None) -> WeightsInfo | None:
+def apply_weights(method: SegMethod, spec: MethodSpec, source: str | None) -> dict[str, Any] | None:
     """Give a built method its ``--weights``: load them over it, or, for a method built from them
-    (:func:`weights_overrides`), describe them. The returned info goes into results records."""
+    (:func:`weights_overrides`), describe them. Returns what a results record says about the weights:
+    None when the method runs on its own pretrained backbone, ``{"kind": "random-init"}`` (and a note
+    on stderr) when a trainable method gets no weights at all."""
     if source is None:
+        if spec.trainable and spec.weights_setting is None:
+            note(
+                f"{spec.name} runs with randomly initialised weights (no --weights given): its output says "
+                "nothing about the method. Pass --weights: a released name "
+                f"({', '.join(spec.checkpoints) or 'none'}), a weights file, or a `textseg train` run folder."
+            )
+            return dict(RANDOM_INIT)
         return None
     if spec.weights_setting is None:
-        return load_weights(method, spec, source)
+        return dataclasses.asdict(load_weights(method, spec, source))
     path = Path(getattr(method.config, spec.weights_setting))
     if path.is_dir():
         path = next((path / name for name in WEIGHTS_FILENAMES if (path / name).is_file()), path)
-    return WeightsInfo(source=source, path=str(path), sha256=file_digest(path) if path.is_file() else None)
+    info = WeightsInfo(source=source, path=str(path), sha256=file_digest(path) if path.is_file() else None)
+    return dataclasses.asdict(info)
 
 
 def save_weights(method: SegMethod, path: str | Path) -> Path:

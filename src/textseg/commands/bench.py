@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from textseg.api import MethodSpec, RunConfig, SegMethod
-    from textseg.benchmark import BenchmarkSpec, EvalSource
+    from textseg.benchmark import BenchmarkSpec, EvalSource, SplitCheck
     from textseg.evaluation.evaluator import EvalResult
     from textseg.evaluation.protocol import Protocol
 
@@ -57,6 +57,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--synonyms", help="a synonym vocabulary of the benchmark (default: the protocol's)")
     parser.add_argument("--limit", type=int, help="score only the first N images (the record says so)")
     parser.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="score a data folder that holds fewer (or other) images than the benchmark's split; the record "
+        "says complete: false and the leaderboard does not rank it",
+    )
+    parser.add_argument(
         "--output", default=DEFAULT_OUTPUT, help=f"records folder (default: {DEFAULT_OUTPUT})"
     )
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
@@ -76,10 +82,12 @@ class _Job:
     config: RunConfig
     protocol: Protocol
     source: EvalSource
+    split: SplitCheck
 
 
 def _plan(args: argparse.Namespace, spec: MethodSpec) -> list[_Job]:
     """Resolve every benchmark, config, protocol and data folder before any model is built."""
+    from textseg.benchmark import IncompleteSplitError
     from textseg.config import parse_assignments
     from textseg.errors import ConfigError
     from textseg.paths import data_root
@@ -106,9 +114,25 @@ def _plan(args: argparse.Namespace, spec: MethodSpec) -> list[_Job]:
             get_templates(settings.templates), args.synonyms or settings.synonyms, settings.background_query
         )
         resolved.append((benchmark, config, protocol))
-    return [
-        _Job(benchmark, config, protocol, benchmark.open(root)) for benchmark, config, protocol in resolved
-    ]
+    jobs = []
+    for benchmark, config, protocol in resolved:
+        source = benchmark.open(root)
+        split = benchmark.check_split(root, source)
+        if not split.complete and args.limit is None and not args.allow_incomplete:
+            raise IncompleteSplitError(
+                f"{split.describe(benchmark.name, str(root))}.\n"
+                "Scoring it would give a number for another set of images than the benchmark's. Complete the "
+                f"dataset ({benchmark.data_hint or 'see README, Datasets'}), or score the subset on purpose with "
+                "--allow-incomplete or --limit N (the record then says complete: false and the leaderboard does "
+                "not rank it)."
+            )
+        jobs.append(_Job(benchmark, config, protocol, source, split))
+    return jobs
+
+
+def _complete(job: _Job, args: argparse.Namespace) -> bool:
+    """Whether the record covers the benchmark's whole split."""
+    return job.split.complete and (args.limit is None or args.limit >= job.split.found)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,13 +143,12 @@ def run(args: argparse.Namespace) -> int:
     spec = METHODS.get(args.method)
     jobs = _plan(args, spec)
     accelerator = default_accelerator()
-    built: tuple[Any, SegMethod, dict[str, str | None] | None] | None = None
+    built: tuple[Any, SegMethod, dict[str, Any] | None] | None = None
     results = []
     for job in jobs:
         if built is None or built[0] != job.config.model:
             method = spec.build(job.config.model)
-            info = apply_weights(method, spec, args.weights)
-            built = (job.config.model, method, dataclasses.asdict(info) if info else None)
+            built = (job.config.model, method, apply_weights(method, spec, args.weights))
         _, method, weights = built
         result = evaluate(
             method,
@@ -171,6 +194,9 @@ def _write(args: argparse.Namespace, job: _Job, result: EvalResult, weights: dic
         per_class_iou=result.per_class_iou,
         num_images=result.num_images,
         limit=args.limit,
+        complete=_complete(job, args),
+        expected_images=job.split.expected,
+        synthetic=job.split.synthetic,
         images_per_second=result.images_per_second,
         seconds=result.seconds,
         precision=result.precision,

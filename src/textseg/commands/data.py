@@ -17,17 +17,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from textseg.errors import DatasetNotFoundError
 from textseg.paths import DATA_ENV, data_root
 
 if TYPE_CHECKING:
     from textseg.benchmark import BenchmarkSpec
 
 MIRROR_ENV = "TEXTSEG_DATA_MIRROR"
-
-
-class SplitSizeError(DatasetNotFoundError):
-    """A prepared split does not have the benchmark's known number of samples."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -90,17 +85,18 @@ def _spec(name: str) -> BenchmarkSpec:
 
 def check_split(spec: BenchmarkSpec, root: Path, allow_subset: bool) -> None:
     """Find the split as the harness will; its size must be the official one unless ``allow_subset``."""
-    found = len(spec.samples(root))
-    expected = spec.split_size
-    if expected is not None and found != expected and not (allow_subset and found < expected):
-        raise SplitSizeError(
-            f"{spec.name}: found {found} evaluation samples under {root}, but its split has {expected}. "
-            "The download is incomplete or from another release: check it and run the command again "
-            "(finished files are kept). For a deliberate subset (e.g. synthetic data) pass --allow-subset."
+    from textseg.benchmark import IncompleteSplitError
+
+    split = spec.check_split(root, spec.open(root))
+    if not split.complete and not (allow_subset and split.found < (split.expected or 0)):
+        raise IncompleteSplitError(
+            f"{split.describe(spec.name, str(root))}. The download is incomplete or from another release: "
+            "check it and run the command again (finished files are kept). For a deliberate subset (e.g. "
+            "synthetic data) pass --allow-subset; `textseg bench` then needs --allow-incomplete."
         )
     print(
-        f"{spec.name}: {found} evaluation samples ready under {root}"
-        + (f" (of {expected})" if expected else "")
+        f"{spec.name}: {split.found} evaluation samples ready under {root}"
+        + (f" (of {split.expected})" if split.expected else "")
     )
 
 
@@ -127,8 +123,10 @@ def run_download(args: argparse.Namespace) -> int:
 
 def run_synthetic(args: argparse.Namespace) -> int:
     spec = _spec(args.benchmark)
-    write = spec.layout.write_synthetic_raw if args.raw else spec.layout.write_synthetic
-    write(args.out, spec.num_classes, args.n, seed=args.seed)
+    if args.raw:
+        spec.layout.write_synthetic_raw(args.out, spec.num_classes, args.n, seed=args.seed)
+    else:
+        spec.write_synthetic(args.out, args.n, seed=args.seed)
     kind = "raw download" if args.raw else "layout"
     print(f"{spec.name}: wrote {args.n} synthetic samples ({kind}) under {args.out}")
     return 0

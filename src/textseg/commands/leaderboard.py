@@ -16,8 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="rebuild leaderboard CSVs, README and chart from records and published numbers",
         description=(
             "Rebuild summary.csv, per_class_<benchmark>.csv, README.md and chart.png in --out from the "
-            "results records under --results and the published numbers in --reported. Records made with "
-            "--limit, of other benchmark/protocol versions, repeated or unreadable are listed apart. "
+            "results records under --results and the published numbers in --reported. Records that are not "
+            "leaderboard results (--limit or incomplete splits, synthetic data, random weights), of other "
+            "benchmark/protocol versions, repeated or unreadable are listed apart. "
             "Exit code 1 when a record could not be read (everything else is still built)."
         ),
     )
@@ -32,6 +33,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--reported",
         metavar="CSV",
         help="published numbers (default: the reported.csv shipped with textseg)",
+    )
+    parser.add_argument(
+        "--include-unranked",
+        action="store_true",
+        help="also rank records that are not leaderboard results (part of a split, synthetic data, random "
+        "weights); their rows say why in the label column",
     )
     parser.add_argument(
         "--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default: {DEFAULT_OUT})"
@@ -53,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from textseg.leaderboard.reported import PACKAGED_REPORTED
 
     reported = args.reported if args.reported is not None else PACKAGED_REPORTED
-    result = build_leaderboard(results, reported, args.out)
+    result = build_leaderboard(results, reported, args.out, include_unranked=args.include_unranked)
     for message in result.errors:
         print(f"textseg: error: {message}", file=sys.stderr)
     for note in result.notes:

@@ -1,15 +1,18 @@
 """Results records: one JSON file per (method run, benchmark), the single source of the leaderboard.
 
-A record says what was run (method, preset, overrides, resolved config, weights and their sha256),
-on what (benchmark and its version, protocol and its version and settings), what came out
-(mIoU / mAcc / aAcc in percent, per-class IoU, the confusion matrix size), how fast, and in which
-environment. Records are written atomically and never overwrite an existing file.
+A record says what was run (method, preset, overrides, resolved config, weights and their sha256,
+or ``{"kind": "random-init"}`` for a trainable method scored without weights), on what (benchmark
+and its version, protocol and its version and settings, whether the whole split was scored and
+whether the data was synthetic), what came out (mIoU / mAcc / aAcc in percent, per-class IoU), how
+fast, and in which environment. Records are strict JSON (a metric that is not a number is
+``null``), written atomically, and never overwrite an existing file.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import subprocess
@@ -23,7 +26,13 @@ from textseg.errors import TextsegError
 from textseg.io import new_temp_file
 
 #: Bump when fields are added, removed or change meaning.
-RECORD_SCHEMA = 1
+RECORD_SCHEMA = 2
+#: Schema 1 records lack ``complete``, ``expected_images`` and ``synthetic``: read with these values
+#: (a schema-1 record was complete unless made with ``--limit``; its data was not known to be synthetic).
+_SCHEMA_1_DEFAULTS = {"expected_images": None, "synthetic": False}
+
+#: What ``weights`` says for a trainable method scored without any: its random initialisation.
+RANDOM_INIT = {"kind": "random-init"}
 
 
 class RecordError(TextsegError):
@@ -36,19 +45,24 @@ class ResultsRecord:
     preset: str
     overrides: dict[str, str]
     config: dict[str, Any]
-    weights: dict[str, str | None] | None
+    weights: (
+        dict[str, str | None] | None
+    )  # None: the method's own pretrained backbone (its config says which)
     benchmark: str
     benchmark_version: str
     protocol: str
     protocol_version: str
     protocol_settings: dict[str, Any]
     synonyms: str | None
-    metrics: dict[str, float]  # mIoU, mAcc, aAcc in percent
+    metrics: dict[str, float | None]  # mIoU, mAcc, aAcc in percent (None: not a number)
     per_class_iou: dict[
         str, float | None
     ]  # percent; None where the class is absent from labels and predictions
     num_images: int
     limit: int | None  # set when only the first N images were scored (not a leaderboard result)
+    complete: bool  # the benchmark's whole split was scored
+    expected_images: int | None  # the split's size (None: the benchmark does not declare one)
+    synthetic: bool  # scored on data written by `textseg data synthetic` (never a leaderboard result)
     images_per_second: float
     seconds: float
     precision: str
@@ -62,7 +76,12 @@ class ResultsRecord:
     schema: int = RECORD_SCHEMA
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The record as strict JSON data: NaN and infinite numbers become None (``null``)."""
+        return _finite(dataclasses.asdict(self))
+
+    @property
+    def random_weights(self) -> bool:
+        return self.weights == RANDOM_INIT
 
     @property
     def run_key(self) -> tuple[Any, ...]:
@@ -76,6 +95,16 @@ class ResultsRecord:
             self.benchmark,
             self.protocol,
         )
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def environment() -> dict[str, str | None]:
@@ -122,7 +151,7 @@ def write_record(record: ResultsRecord, output_dir: str | os.PathLike[str]) -> P
     tmp = new_temp_file(output_dir, stem)
     try:
         with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(record.to_json(), indent=2, sort_keys=True) + "\n")
+            handle.write(json.dumps(record.to_json(), indent=2, sort_keys=True, allow_nan=False) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
         for n in range(1000):
@@ -141,13 +170,17 @@ def read_record(path: str | os.PathLike[str]) -> ResultsRecord:
     """Parse one record file; a bad file raises :class:`RecordError` naming it and the problem."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, NaN, or bytes that are not UTF-8
         raise RecordError(f"{path}: not a readable JSON record ({exc})") from exc
     if not isinstance(data, dict):
         raise RecordError(f"{path}: a record must be a JSON object")
+    if data.get("schema") == 1:
+        data = {**_SCHEMA_1_DEFAULTS, "complete": data.get("limit") is None, **data, "schema": RECORD_SCHEMA}
     if data.get("schema") != RECORD_SCHEMA:
-        raise RecordError(f"{path}: record schema {data.get('schema')!r}, this textseg reads {RECORD_SCHEMA}")
+        raise RecordError(
+            f"{path}: record schema {data.get('schema')!r}, this textseg reads 1 and {RECORD_SCHEMA}"
+        )
     fields = {f.name for f in dataclasses.fields(ResultsRecord)}
     required = {
         f.name
@@ -162,7 +195,12 @@ def read_record(path: str | os.PathLike[str]) -> ResultsRecord:
         raise RecordError(f"{path}: unknown field(s) {', '.join(unknown)}")
     metrics = data["metrics"]
     if not isinstance(metrics, dict) or not all(
-        isinstance(metrics.get(k), int | float) for k in ("mIoU", "mAcc", "aAcc")
+        k in metrics and (metrics[k] is None or isinstance(metrics[k], int | float))
+        for k in ("mIoU", "mAcc", "aAcc")
     ):
-        raise RecordError(f"{path}: metrics must hold numbers mIoU, mAcc and aAcc")
+        raise RecordError(f"{path}: metrics must hold mIoU, mAcc and aAcc, each a number or null")
     return ResultsRecord(**data)
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON (records are strict JSON: a missing number is null)")

@@ -49,7 +49,7 @@ class LeaderboardResult:
     benchmarks: list[str]
     selection: Selection
     errors: list[str]  # one per record that could not be read, naming its file
-    notes: list[str]  # repeats, partial runs, other versions, a skipped chart
+    notes: list[str]  # repeats, unranked records, other versions, a skipped chart
 
     @property
     def table(self) -> str:
@@ -61,6 +61,7 @@ def build_leaderboard(
     results: Sequence[str | os.PathLike[str]] = (),
     reported: str | os.PathLike[str] | None = None,
     out: str | os.PathLike[str] = "leaderboard",
+    include_unranked: bool = False,
 ) -> LeaderboardResult:
     """Rebuild the leaderboard in ``out`` from the records under ``results`` (folders, searched
     recursively, or record files) and the published numbers in ``reported`` (None: none).
@@ -68,12 +69,14 @@ def build_leaderboard(
     Writes ``summary.csv``, ``per_class_<benchmark>.csv``, ``other_versions.csv`` (when some
     records are of other versions), ``chart.png`` (when matplotlib is installed) and ``README.md``.
     Unreadable records do not stop the build: they are named in ``errors`` and in the README.
+    Records that are not leaderboard results (part of a split, synthetic data, random weights) are
+    listed apart, or ranked with a ``label`` saying why with ``include_unranked``.
     """
     out = Path(out)
     published = read_reported(reported) if reported is not None else empty_reported()
     files = find_record_files(results)
     runs, errors = load_runs(files)
-    selection = select_runs(runs)
+    selection = select_runs(runs, rank_all=include_unranked)
     benchmarks = benchmark_order(published, selection.current)
     summary = summary_table(selection.current, published, benchmarks)
 
@@ -87,7 +90,19 @@ def build_leaderboard(
     chart_note = write_chart(summary, benchmarks, out / "chart.png")
     if chart_note is None:
         written.append(out / "chart.png")
-    page = Page(results, reported, out, published, files, selection, summary, benchmarks, errors, chart_note)
+    page = Page(
+        results,
+        reported,
+        out,
+        published,
+        files,
+        selection,
+        summary,
+        benchmarks,
+        errors,
+        chart_note,
+        include_unranked,
+    )
     with atomic_open(out / "README.md", "w", encoding="utf-8", newline="\n") as handle:
         handle.write(readme(page))
     written.append(out / "README.md")
@@ -111,9 +126,7 @@ def _notes(selection: Selection, chart_note: str | None) -> list[str]:
         + ", ".join(run.path.as_posix() for run in rep.dropped)
         for rep in selection.repeats
     ]
-    notes += [
-        f"partial run (--limit {r.record.limit}), not ranked: {r.describe()}" for r in selection.partial
-    ]
+    notes += [f"not ranked ({u.reason}): {u.run.describe()}" for u in selection.unranked]
     notes += [f"{o.reason}, listed apart: {o.run.describe()}" for o in selection.other_versions]
     if chart_note is not None:
         notes.append(f"no chart: {chart_note}")

@@ -17,7 +17,7 @@ from textseg import __version__
 from textseg.io import atomic_path
 from textseg.leaderboard.reported import PACKAGED_REPORTED, PROVENANCE_TAGS, REPORTED_COLUMNS
 from textseg.leaderboard.runs import Selection
-from textseg.leaderboard.tables import other_versions_table
+from textseg.leaderboard.tables import miou, other_versions_table
 
 FLOAT_FORMAT = "%.2f"
 
@@ -106,9 +106,10 @@ def command_line(
     results: Sequence[str | os.PathLike[str]],
     reported: str | os.PathLike[str] | None,
     out: str | os.PathLike[str],
+    include_unranked: bool = False,
 ) -> str:
     """The ``textseg leaderboard`` command that rebuilds a leaderboard from these inputs."""
-    words = ["textseg", "leaderboard"]
+    words = ["textseg", "leaderboard", *(["--include-unranked"] if include_unranked else [])]
     for path in results:
         words += ["--results", os.fspath(path)]
     if reported is not None and not _is_packaged(reported):
@@ -130,6 +131,7 @@ class Page:
     benchmarks: Sequence[str]
     errors: Sequence[str]
     chart_note: str | None
+    include_unranked: bool = False
 
 
 def readme(page: Page) -> str:
@@ -182,21 +184,23 @@ def _selection_sections(selection: Selection, errors: Sequence[str]) -> list[str
             "Not comparable with the tables above, so never mixed into them (also in `other_versions.csv`).\n",
             markdown_table(table[columns]) + "\n",
         ]
-    if selection.partial:
+    if selection.unranked:
         rows = pd.DataFrame(
             {
-                "method": r.record.method,
-                "preset": r.record.preset,
-                "benchmark": r.record.benchmark,
-                "images": f"{r.record.num_images} (--limit {r.record.limit})",
-                "mIoU": number(float(r.record.metrics["mIoU"])),
-                "file": r.path.as_posix(),
+                "method": u.run.record.method,
+                "preset": u.run.record.preset,
+                "benchmark": u.run.record.benchmark,
+                "images": str(u.run.record.num_images),
+                "mIoU": number(miou(u.run.record)),
+                "why not ranked": u.reason,
+                "file": u.run.path.as_posix(),
             }
-            for r in selection.partial
+            for u in selection.unranked
         )
         parts += [
-            "## Partial runs (`--limit`), not ranked\n",
-            "These records scored only the first images of a benchmark: their numbers are not leaderboard results.\n",
+            "## Records that are not leaderboard results\n",
+            "They scored part of a benchmark's split, synthetic data, or a trainable method's random "
+            "initialisation: listed, never ranked (`textseg leaderboard --include-unranked` ranks them with a label).\n",
             markdown_table(rows) + "\n",
         ]
     if selection.repeats:
@@ -227,7 +231,7 @@ def _how_sections(page: Page) -> list[str]:
     record_list = "".join(f"\n  - `{p.as_posix()}`" for p in page.files)
     return [
         "## How this was produced\n",
-        f"- Command: `{command_line(page.results, page.reported_path, page.out)}`",
+        f"- Command: `{command_line(page.results, page.reported_path, page.out, page.include_unranked)}`",
         f"- textseg {__version__}",
         f"- Published numbers: {published}",
         f"- Records: {records}{record_list}\n",
@@ -246,8 +250,9 @@ def _how_sections(page: Page) -> list[str]:
         "## How to regenerate\n",
         "```bash\ntextseg leaderboard --results results --out leaderboard   # published numbers: textseg's reported.csv\n```\n",
         "`--results` may be repeated; folders are searched recursively for `*.json` records. The same "
-        "inputs give byte-identical files. Records made with `--limit`, of another benchmark or protocol "
-        "version, repeated or unreadable are listed in their own sections, never ranked.\n",
+        "inputs give byte-identical files. Records that are not leaderboard results (part of a split, "
+        "synthetic data, random weights), of another benchmark or protocol version, repeated or unreadable "
+        "are listed in their own sections, never ranked (`--include-unranked` ranks the first kind, labelled).\n",
     ]
 
 

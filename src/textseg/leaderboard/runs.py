@@ -2,8 +2,10 @@
 
 * A record that cannot be read, or misses or mistypes a field the leaderboard uses, is named in a
   message and left out; the others still build.
-* A record made with ``--limit`` scored only the first images of a benchmark: it is a *partial*
-  run, listed with its numbers but never ranked.
+* A record that is not a leaderboard result is listed with its numbers and the reason, but not
+  ranked (unless asked, and then its rows carry the reason as a label): it scored part of a split
+  (``--limit``, or ``--allow-incomplete`` on an incomplete folder), synthetic data, or a trainable
+  method's random initialisation.
 * Of several records with the same run key (and the same benchmark and protocol versions), the
   newest by date is kept and the others are named (same date: the last by file name is kept).
 * A record whose benchmark or protocol version is not the *current* one is set apart. The current
@@ -58,10 +60,32 @@ class OtherVersion:
     reason: str
 
 
+def unranked_reason(record: ResultsRecord) -> str:
+    """Why a record is not a leaderboard result ("" when it is one)."""
+    reasons = []
+    if record.limit is not None:
+        reasons.append(f"--limit {record.limit}")
+    elif not record.complete:
+        reasons.append(f"incomplete split: {record.num_images} of {record.expected_images} images")
+    if record.synthetic:
+        reasons.append("synthetic data")
+    if record.random_weights:
+        reasons.append("random weights")
+    return "; ".join(reasons)
+
+
+@dataclass(frozen=True)
+class Unranked:
+    """A readable record that is not a leaderboard result, and why."""
+
+    run: Run
+    reason: str
+
+
 @dataclass
 class Selection:
     current: list[Run] = field(default_factory=list)
-    partial: list[Run] = field(default_factory=list)
+    unranked: list[Unranked] = field(default_factory=list)
     other_versions: list[OtherVersion] = field(default_factory=list)
     repeats: list[Repeat] = field(default_factory=list)
 
@@ -150,13 +174,17 @@ def current_versions(runs: Sequence[Run], kind: str) -> dict[str, str]:
     }
 
 
-def select_runs(runs: Sequence[Run]) -> Selection:
-    """Split readable records into ranked, partial, other-version and superseded ones."""
-    selection = Selection(partial=sorted((r for r in runs if r.record.limit is not None), key=_by_path))
+def select_runs(runs: Sequence[Run], rank_all: bool = False) -> Selection:
+    """Split readable records into ranked, unranked, other-version and superseded ones
+    (``rank_all``: rank the ones that are not leaderboard results too)."""
+    selection = Selection()
     groups: dict[tuple[Any, ...], list[Run]] = {}
-    for run in runs:
-        if run.record.limit is None:
-            key = (*run.record.run_key, run.record.benchmark_version, run.record.protocol_version)
+    for run in sorted(runs, key=_by_path):
+        reason = unranked_reason(run.record)
+        if reason and not rank_all:
+            selection.unranked.append(Unranked(run, reason))
+        else:
+            key = (*run.record.run_key, run.record.benchmark_version, run.record.protocol_version, reason)
             groups.setdefault(key, []).append(run)
     kept = []
     for group in groups.values():

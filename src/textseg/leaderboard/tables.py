@@ -13,11 +13,12 @@ import pandas as pd
 
 from textseg.evaluation.records import ResultsRecord
 from textseg.leaderboard.reported import overrides_text
-from textseg.leaderboard.runs import OtherVersion, Run
+from textseg.leaderboard.runs import OtherVersion, Run, unranked_reason
 from textseg.registry import BENCHMARKS, RegistryError
 
-#: Columns that identify a reproduced run: one summary row each.
-RUN_COLUMNS = ["method", "preset", "overrides", "weights", "sha256", "protocol"]
+#: Columns that identify a reproduced run: one summary row each. ``label`` says why a run that is
+#: not a leaderboard result was ranked anyway (``textseg leaderboard --include-unranked``).
+RUN_COLUMNS = ["method", "preset", "overrides", "weights", "sha256", "protocol", "label"]
 SUMMARY_COLUMNS = ["method", "variant", "kind", *RUN_COLUMNS[1:], "date", "provenance", "checked"]
 _SORT = ["method", "variant", "kind", *RUN_COLUMNS[1:]]
 
@@ -32,7 +33,14 @@ def run_fields(record: ResultsRecord) -> dict[str, str]:
         "weights": str(weights.get("source") or ""),
         "sha256": str(weights.get("sha256") or "")[:12],
         "protocol": record.protocol,
+        "label": unranked_reason(record),
     }
+
+
+def miou(record: ResultsRecord) -> float:
+    """The record's mIoU (NaN where the record has none)."""
+    value = record.metrics.get("mIoU")
+    return float("nan") if value is None else float(value)
 
 
 def benchmark_order(reported: pd.DataFrame, runs: Sequence[Run]) -> list[str]:
@@ -88,7 +96,7 @@ def _reproduced_rows(runs: Sequence[Run], reported: pd.DataFrame) -> list[dict[s
         }
         for run in group:
             benchmark = run.record.benchmark
-            row[benchmark] = value = round(float(run.record.metrics["mIoU"]), 2)
+            row[benchmark] = value = round(miou(run.record), 2)
             target = published.get((fields["method"], variant, benchmark))
             if target is not None:
                 row[f"{benchmark}_published"] = target
@@ -157,7 +165,7 @@ def other_versions_table(others: Sequence[OtherVersion]) -> pd.DataFrame:
             "benchmark": o.run.record.benchmark,
             "benchmark_version": o.run.record.benchmark_version,
             "protocol_version": o.run.record.protocol_version,
-            "mIoU": float(o.run.record.metrics["mIoU"]),
+            "mIoU": miou(o.run.record),
             "date": o.run.record.date,
             "reason": o.reason,
             "file": o.run.path.as_posix(),
