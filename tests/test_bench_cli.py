@@ -207,3 +207,39 @@ def test_synthetic_data_is_a_whole_synthetic_split(
     assert record.weights == {"kind": "random-init"}
     split = BENCHMARKS.get("ade20k")
     assert split.check_split(root, split.open(root)).synthetic
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_damaged_image_ends_in_one_line_naming_it(
+    plugin_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], workers: str
+) -> None:
+    from textseg.registry import BENCHMARKS
+
+    root = tmp_path / "data"
+    BENCHMARKS.get("ade20k").write_synthetic(root, 3, seed=2)
+    base = root / "ade/ADEChallengeData2016"
+    common = [
+        "bench",
+        "--method",
+        "dummy",
+        "--preset",
+        "tiny",
+        "--dataset",
+        "ade20k",
+        "--data-root",
+        str(root),
+    ]
+    common += ["--output", str(tmp_path / "records"), "--num-workers", workers]
+    for path, damage in (
+        (base / "images/validation/ADE_val_00000002.jpg", "truncate"),
+        (base / "annotations/validation/ADE_val_00000003.png", "garbage"),
+    ):
+        good = path.read_bytes()
+        path.write_bytes(good[: len(good) // 3] if damage == "truncate" else b"not an image at all")
+        capsys.readouterr()
+        assert main(common) == 2
+        err = capsys.readouterr().err
+        (line,) = [line for line in err.splitlines() if "error" in line]
+        assert line.startswith("textseg: error:") and str(path) in line and "cannot be read" in line
+        assert "Caught" not in err and "Traceback" not in err
+        path.write_bytes(good)

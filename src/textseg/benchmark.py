@@ -78,6 +78,25 @@ class SplitCheck:
         return text + (f"; missing: {self.missing}" if self.missing else "")
 
 
+class UnreadableImageError(TextsegError):
+    """An image or label file that cannot be decoded (truncated, damaged, or not an image)."""
+
+
+def read_image(path: str | Path, what: str = "image", mode: str | None = "RGB") -> np.ndarray:
+    """Decode an image file fully (``mode`` None keeps label maps' raw values), or fail in one line
+    naming the file."""
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now: a truncated file fails here, not later without its name
+            return np.array(img.convert(mode) if mode else img)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnreadableImageError(
+            f"{what} {path} cannot be read ({reason}); it is truncated, damaged or not an image. Replace it "
+            "(extract or download it again)."
+        ) from exc
+
+
 class EvalSource(Protocol):
     """A benchmark's evaluation samples, wherever they come from (folders, a Hugging Face dataset)."""
 
@@ -98,8 +117,7 @@ class FolderSource:
 
     def __getitem__(self, index: int) -> LoadedSample:
         sample = self.samples[index]
-        with Image.open(sample.image) as img:
-            image = np.array(img.convert("RGB"))
+        image = read_image(sample.image)
         label = self.spec.read_label(sample)
         return LoadedSample.checked(sample.id, image, label, f"{sample.label} (image {sample.image})")
 
@@ -229,8 +247,7 @@ class BenchmarkSpec:
         With ``reduce_zero_label``, raw 0 becomes ignore and every other value drops by one
         (mmsegmentation's rule for ADE20K, Context59 and VOC20).
         """
-        with Image.open(sample.label) as img:
-            label = np.array(img)
+        label = read_image(sample.label, "label", mode=None)
         if label.ndim != 2:
             raise TextsegError(f"label {sample.label} has shape {label.shape}; expected a single-channel map")
         return self.reduce_label(label)

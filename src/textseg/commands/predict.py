@@ -60,11 +60,10 @@ def parse_classes(text: str) -> list[tuple[str, ...]]:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
-    from PIL import Image, UnidentifiedImageError
 
     from textseg.api import Vocabulary
+    from textseg.benchmark import read_image
     from textseg.config import parse_assignments
-    from textseg.errors import TextsegError
     from textseg.evaluation.inference import WindowBatcher, image_labels
     from textseg.evaluation.preprocess import preprocess
     from textseg.overlay import class_colours, render_overlay, save_label_map, save_png
@@ -79,11 +78,7 @@ def run(args: argparse.Namespace) -> int:
     protocol = PROTOCOLS.get(resolved.protocol)
     classes = parse_classes(args.classes)
     vocab = Vocabulary(tuple(classes), get_templates(args.templates or protocol.templates))
-    try:
-        with Image.open(args.image) as img:
-            image = np.array(img.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise TextsegError(f"--image {args.image}: cannot read it as an image ({exc})") from exc
+    image = read_image(args.image, "--image")
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     method = spec.build(resolved.model)

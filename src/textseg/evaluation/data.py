@@ -16,11 +16,13 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from textseg.benchmark import EvalSource
+from textseg.errors import TextsegError
 from textseg.evaluation.preprocess import preprocess
 from textseg.evaluation.protocol import Protocol
 
 
-class EvalItem(TypedDict):
+class EvalItem(TypedDict, total=False):
+    error: str  # set instead of the other fields when the sample cannot be read (see EvalImages)
     index: int  # position in the source
     id: str
     image: Tensor  # [3, h, w] float32, normalised, at protocol resolution
@@ -48,8 +50,14 @@ class EvalImages(Dataset[EvalItem]):
         return len(self.indices)
 
     def __getitem__(self, position: int) -> EvalItem:
+        """The preprocessed sample, or ``{"error": message}`` when it cannot be read: the main process
+        raises it, so a bad file ends in its one-line message whether or not workers load the data
+        (an exception raised in a worker would reach the user wrapped in the worker's traceback)."""
         index = self.indices[position]
-        sample = self.source[index]
+        try:
+            sample = self.source[index]
+        except TextsegError as exc:
+            return EvalItem(error=str(exc))
         label = np.require(sample.label, dtype=np.uint8, requirements=["C", "W"])
         scored = label[label != self.ignore_index]
         return EvalItem(

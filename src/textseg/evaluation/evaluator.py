@@ -182,6 +182,8 @@ def _score(
         bar.update(len(done))
 
     for item in loader:
+        if "error" in item:
+            raise TextsegError(item["error"])
         if item["label_max"] >= benchmark.num_classes:
             raise TextsegError(
                 f"{benchmark.name} sample {item['id']!r} has label value {item['label_max']}, but the "
