@@ -97,3 +97,38 @@ def test_vocabulary_keeps_names_verbatim() -> None:
     vocab = Vocabulary.from_names(["bed ", "sky, wall", "wood "])
     assert vocab.classes == (("bed ",), ("sky", "wall"), ("wood ",))
     assert vocab.name_to_class == (0, 1, 1, 2)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("bg_thresh=nan", "bg_thresh expects a finite number, got 'nan'"),
+        ("bg_thresh=inf", "bg_thresh expects a finite number, got 'inf'"),
+        ("bg_thresh=1.5", "bg_thresh must be in [0, 1], got 1.5"),
+        ("train.lr=-1", "train.lr must be in (0, inf), got -1"),
+        ("train.lr=nan", "train.lr expects a finite number"),
+        ("train.betas=0.9,1", "train.betas must be in [0, 1), got 1"),
+        ("train.grad_clip=0", "train.grad_clip: cannot use '0': train.grad_clip must be in (0, inf), got 0"),
+    ],
+)
+def test_non_finite_and_out_of_range_settings_are_refused_with_the_range(setting: str, message: str) -> None:
+    from textseg.registry import METHODS
+
+    key, _, value = setting.partition("=")
+    with pytest.raises(ConfigError) as info:
+        METHODS.get("tcl").resolve("tiny", {key: value})
+    assert message in str(info.value)
+
+
+def test_cli_refuses_a_nan_setting_before_building_anything(capsys: pytest.CaptureFixture[str]) -> None:
+    from textseg.cli import main
+
+    assert (
+        main(["bench", "--method", "tcl", "--preset", "tiny", "--dataset", "voc21", "--set", "bg_thresh=nan"])
+        == 2
+    )
+    assert "bg_thresh expects a finite number" in capsys.readouterr().err
+    assert (
+        main(["train", "--method", "tcl", "--preset", "tiny", "--data", "x.tar", "--set", "train.lr=-1"]) == 2
+    )
+    assert "train.lr must be in (0, inf), got -1" in capsys.readouterr().err

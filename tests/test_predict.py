@@ -85,7 +85,7 @@ def test_user_errors_are_messages(
     bad = tmp_path / "not-an-image.jpg"
     bad.write_text("hello")
     assert main([*base, "--image", str(bad), "--classes", "cat"]) == 2
-    assert "cannot read it as an image" in capsys.readouterr().err
+    assert f"--image {bad} cannot be read" in capsys.readouterr().err
 
 
 def test_voc_palette() -> None:

@@ -63,7 +63,7 @@ def test_prepare_is_idempotent_and_checks_the_split_size(
     raw, out = tmp_path / "raw", tmp_path / "data"
     BENCHMARKS.get("context60").layout.write_synthetic_raw(raw, 60, 3)
     assert _prepare("context59", raw, out) == 2
-    assert "context59: found 3 evaluation samples" in capsys.readouterr().err
+    assert "context59 under " in (err := capsys.readouterr().err) and "found 3 evaluation samples" in err
     before = _mtimes(out)
     assert before, "the layout is written even when the count check fails"
     assert _prepare("context59", raw, out, "--allow-subset") == 0
@@ -77,7 +77,8 @@ def test_split_size_error_message(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert _prepare("ade20k", raw, tmp_path / "data") == 2
     err = capsys.readouterr().err
     assert (
-        "ade20k: found 2 evaluation samples" in err
+        "ade20k under " in err
+        and "found 2 evaluation samples" in err
         and "its split has 2000" in err
         and "--allow-subset" in err
     )

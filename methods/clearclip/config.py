@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from textseg.clip.segmentor import DenseCLIPConfig
+from textseg.config import Positive
 
 
 @dataclass(frozen=True)
@@ -16,4 +17,4 @@ class ClearCLIPConfig(DenseCLIPConfig):
 
     last_block: str = "qq"
     pad: bool = True
-    logit_scale: float = 50.0
+    logit_scale: Positive = 50.0

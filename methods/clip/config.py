@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from textseg.api import Preset
+from textseg.config import Positive
 from textseg.methods.maskclip.config import MaskCLIPConfig
 
 #: CLIP's image statistics (0-1 units), what CLIP normalises its training images with.
@@ -34,7 +35,7 @@ class CLIPBaselineConfig(MaskCLIPConfig):
     crop_scale: tuple[float, float] = (0.9, 1.0)
     mean: tuple[float, float, float] = CLIP_MEAN_01
     std: tuple[float, float, float] = CLIP_STD_01
-    max_logit_scale: float = 100.0
+    max_logit_scale: Positive = 100.0
 
 
 #: CLIP's recipe for ViT-B/16 (Radford et al. 2021, hyperparameter table): 32 epochs of 400M pairs at

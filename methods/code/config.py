@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from textseg.api import Preset
 from textseg.clip.text import TemplateAverage
+from textseg.config import NonNegative, Probability
 from textseg.methods.tcl.config import PAPER_TRAIN as TCL_PAPER_TRAIN
 from textseg.methods.tcl.config import PRESETS as TCL_PRESETS
 from textseg.methods.tcl.config import TCLConfig
@@ -49,13 +50,13 @@ class CoDeConfig(TCLConfig):
     """
 
     decoder_double: bool = False
-    area_w: float = 0.5
-    neg_area_w: float | None = 0.05
-    pos_area: float = 0.25
+    area_w: NonNegative = 0.5
+    neg_area_w: NonNegative | None = 0.05
+    pos_area: Probability = 0.25
     crop_scale: tuple[float, float] = (0.9, 1.0)
     auto_augment: str | None = None
-    color_jitter: float = 0.0
-    re_prob: float = 0.0
+    color_jitter: NonNegative = 0.0
+    re_prob: Probability = 0.0
     text_average: TemplateAverage = "unit"
     n_ctx: int = 16
     ctx_init: str = "A photo of"
@@ -63,11 +64,11 @@ class CoDeConfig(TCLConfig):
     text_decoder_heads: int = 8
     text_mask_w: float = 10.0
     text_mask_b: float = 0.0
-    kg_w: float = 8.0
+    kg_w: NonNegative = 8.0
     kg_templates: str = "openai80"
-    tseg_w: float = 1.0
-    tseg_other_weight: float = 0.5
-    hcl_w: float = 0.5
+    tseg_w: NonNegative = 1.0
+    tseg_other_weight: Probability = 0.5
+    hcl_w: NonNegative = 0.5
     num_nouns: int = 2
     nouns: NounConfig = field(default_factory=NounConfig)
     region_prompt_size: int = 224

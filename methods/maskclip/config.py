@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from textseg.clip.loading import DEFAULT_CLIP
+from textseg.config import Positive, Probability
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class MaskCLIPConfig:
     template_average: Literal["raw", "unit"] = "raw"
     score: Literal["sigmoid", "cosine"] = "sigmoid"
     score_center: float = 0.25
-    score_scale: float = 10.0
-    bg_thresh: float = 0.5
+    score_scale: Positive = 10.0
+    bg_thresh: Probability = 0.5
     pamr: bool = False
     text_cache: bool = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from textseg.clip.segmentor import DenseCLIPConfig
+from textseg.config import Positive
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,6 @@ class NACLIPConfig(DenseCLIPConfig):
     in the presets. See :class:`textseg.clip.segmentor.DenseCLIPConfig` for every field."""
 
     last_block: str = "naclip"
-    gaussian_std: float = 5.0
-    logit_scale: float = 40.0
+    gaussian_std: Positive = 5.0
+    logit_scale: Positive = 40.0
     pamr: bool = True

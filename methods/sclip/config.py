@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from textseg.clip.segmentor import DenseCLIPConfig
+from textseg.config import Positive
 
 
 @dataclass(frozen=True)
@@ -15,4 +16,4 @@ class SCLIPConfig(DenseCLIPConfig):
     :class:`textseg.clip.segmentor.DenseCLIPConfig` for every field."""
 
     last_block: str = "csa"
-    logit_scale: float = 40.0
+    logit_scale: Positive = 40.0

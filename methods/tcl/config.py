@@ -9,6 +9,7 @@ from textseg.api import Preset
 from textseg.clip import DEFAULT_CLIP
 from textseg.clip.positions import PositionMode
 from textseg.clip.text import TemplateAverage
+from textseg.config import NonNegative, Positive, Probability
 from textseg.evaluation.pamr import TCL_DILATIONS
 
 
@@ -46,28 +47,28 @@ class TCLConfig:
     sim2mask_w: float = 10.0
     sim2mask_b: float = -2.5
     sim2mask_learnable: bool = True
-    gumbel_tau: float = 1.0
-    tcl_w: float = 0.1
-    area_w: float = 0.4
-    tv_w: float = 1.0
-    neg_area_w: float | None = None
-    pos_area: float = 0.4
-    neg_area: float = 0.0
-    temperature: float = 0.07
-    max_logit_scale: float = 100.0
+    gumbel_tau: Positive = 1.0
+    tcl_w: NonNegative = 0.1
+    area_w: NonNegative = 0.4
+    tv_w: NonNegative = 1.0
+    neg_area_w: NonNegative | None = None
+    pos_area: Probability = 0.4
+    neg_area: Probability = 0.0
+    temperature: Positive = 0.07
+    max_logit_scale: Positive = 100.0
     ust_steps: int = 30000
     image_size: int = 224
     crop_scale: tuple[float, float] = (0.08, 1.0)
     auto_augment: str | None = "rand-m9-mstd0.5-inc1"
-    color_jitter: float = 0.4
-    re_prob: float = 0.25
+    color_jitter: NonNegative = 0.4
+    re_prob: Probability = 0.25
     pamr: bool = True
     pamr_iterations: int = 10
     pamr_dilations: tuple[int, ...] = TCL_DILATIONS
-    kp_w: float = 0.3
+    kp_w: Probability = 0.3
     kp_center: float = 0.25
-    kp_scale: float = 10.0
-    bg_thresh: float = 0.4
+    kp_scale: Positive = 10.0
+    bg_thresh: Probability = 0.4
     text_average: TemplateAverage = "raw"
 
 

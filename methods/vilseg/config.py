@@ -12,6 +12,7 @@ from typing import Literal
 
 from textseg.api import Preset
 from textseg.clip.loading import DEFAULT_CLIP
+from textseg.config import NonNegative, Positive, Probability
 
 #: ImageNet mean/std in 0-1 units: the statistics the ``tcl`` protocol normalises with at test
 #: time, so training sees the same input distribution.
@@ -47,23 +48,23 @@ class VilSegConfig:
     std: tuple[float, float, float] = IMAGENET_STD_01
 
     # -- losses --------------------------------------------------------------------------------
-    cross_weight: float = 1.0
-    vision_weight: float = 1.0
-    cluster_weight: float = 1.0
-    init_temperature: float = 0.07  # cross-modal, learnable; a CLIP init copies CLIP's instead
-    vision_temperature: float = 0.1
+    cross_weight: NonNegative = 1.0
+    vision_weight: NonNegative = 1.0
+    cluster_weight: NonNegative = 1.0
+    init_temperature: Positive = 0.07  # cross-modal, learnable; a CLIP init copies CLIP's instead
+    vision_temperature: Positive = 0.1
     vision_teacher: Literal["none", "ema"] = "none"
-    teacher_momentum: float = 0.996
+    teacher_momentum: Probability = 0.996
     num_clusters: int = 20
     cluster_head: Literal["mlp", "linear"] = "mlp"
-    cluster_lambda: float = 1.0  # IIC's weight on the marginal entropies (1.0 = mutual information)
+    cluster_lambda: NonNegative = 1.0  # IIC's weight on the marginal entropies (1.0 = mutual information)
     cluster_detach: bool = False  # stop the clustering gradient at the encoder
     cluster_global_stats: bool = False  # average the joint distribution over processes
-    head_lr: float | None = None  # absolute lr of the new heads; None = the trainer's lr
+    head_lr: Positive | None = None  # absolute lr of the new heads; None = the trainer's lr
 
     # -- inference -----------------------------------------------------------------------------
-    score_temperature: float = 0.01
-    bg_thresh: float = 0.5
+    score_temperature: Positive = 0.01
+    bg_thresh: Probability = 0.5
 
 
 PRESETS: dict[str, Preset] = {

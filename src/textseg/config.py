@@ -2,7 +2,10 @@
 
 Configs are plain frozen dataclasses (no YAML, no inheritance chains). A preset is a mapping of
 field overrides; the command line adds more. Every value is converted to the field's annotated
-type, and an unknown key fails with the valid keys and close matches.
+type, and an unknown key fails with the valid keys and close matches. A number must be finite, and
+a field annotated with a :class:`Range` (``Annotated[float, Range(0, 1)]``, or the aliases
+:data:`Probability`, :data:`Positive`, :data:`NonNegative`) must lie in it: a setting out of range
+is refused when it is parsed, with the valid range, never used.
 """
 
 from __future__ import annotations
@@ -10,15 +13,47 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from textseg.errors import ConfigError
 
 C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric setting: ``low``/``high`` bounds (None: unbounded), each
+    included unless ``low_open``/``high_open``."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __str__(self) -> str:
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        return f"{'(' if self.low_open or self.low is None else '['}{low}, {high}{')' if self.high_open or self.high is None else ']'}"
+
+    def check(self, value: float, name: str) -> None:
+        below = self.low is not None and (value < self.low or (self.low_open and value == self.low))
+        above = self.high is not None and (value > self.high or (self.high_open and value == self.high))
+        if below or above:
+            raise ConfigError(f"{name} must be in {self}, got {value:g}")
+
+
+#: A probability or a threshold on one, in [0, 1].
+Probability = Annotated[float, Range(0.0, 1.0)]
+#: A number above 0 (learning rates, temperatures, scales).
+Positive = Annotated[float, Range(0.0, low_open=True)]
+#: A number of at least 0 (loss weights, decay).
+NonNegative = Annotated[float, Range(0.0)]
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -37,7 +72,7 @@ def parse_assignments(items: Sequence[str]) -> dict[str, str]:
 
 def field_types(cls: type) -> dict[str, Any]:
     """Resolved annotations of a dataclass's fields (handles ``from __future__ import annotations``)."""
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
@@ -78,6 +113,13 @@ def coerce(value: Any, annotation: Any, name: str) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if annotation is Any:
+        return value
+    if origin is Annotated:
+        base, *constraints = args
+        value = coerce(value, base, name)
+        for constraint in constraints:
+            if isinstance(constraint, Range) and value is not None:
+                constraint.check(value, name)
         return value
     if origin in (typing.Union, types.UnionType):
         is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
@@ -133,9 +175,12 @@ def coerce(value: Any, annotation: Any, name: str) -> Any:
         if isinstance(value, bool):
             raise ConfigError(f"{name} expects a number, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{name} expects a number, got {value!r}") from exc
+        if not math.isfinite(number):
+            raise ConfigError(f"{name} expects a finite number, got {value!r}")
+        return number
     if annotation is str:
         if not isinstance(value, str | int | float):
             raise ConfigError(f"{name} expects text, got {value!r}")

@@ -43,6 +43,7 @@ from textseg.clip.backbone import OPENAI_VIT_B16, CLIPBackbone
 from textseg.clip.last_block import get_last_block
 from textseg.clip.loading import DEFAULT_CLIP
 from textseg.clip.padding import pad_to_multiple, unpad_scores
+from textseg.config import Positive, Probability
 from textseg.errors import ConfigError
 from textseg.evaluation.pamr import NACLIP_DILATIONS, PAMR
 from textseg.evaluation.protocol import CLIP_MEAN, CLIP_STD, Protocol
@@ -72,13 +73,13 @@ class DenseCLIPConfig:
     tokenizer: str | None = None
     last_block: str = "vanilla"
     residual_mlp: bool | None = None
-    gaussian_std: float = 5.0
+    gaussian_std: Positive = 5.0
     positions: Literal["size", "scale"] = "scale"
     pad: bool = False
     template_average: Literal["raw", "unit"] = "unit"
-    logit_scale: float = 40.0
-    bg_thresh: float = 0.0
-    area_thd: float | None = None
+    logit_scale: Positive = 40.0
+    bg_thresh: Probability = 0.0
+    area_thd: Probability | None = None
     pamr: bool = False
     pamr_steps: int = 10
     pamr_dilations: tuple[int, ...] = NACLIP_DILATIONS

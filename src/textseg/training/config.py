@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
+from textseg.config import NonNegative, Positive, Range
 from textseg.errors import ConfigError
+
+#: An Adam beta: a decay rate in [0, 1).
+Beta = Annotated[float, Range(0.0, 1.0, high_open=True)]
 
 
 @dataclass(frozen=True)
@@ -23,15 +27,15 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 64  # per process, before gradient accumulation
     grad_accum: int = 1
-    lr: float = 3e-4
-    min_lr: float = 0.0
+    lr: Positive = 3e-4
+    min_lr: NonNegative = 0.0
     lr_scale_batch: int | None = None
     warmup_steps: int = 0
     warmup_start_factor: float = 1e-4
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    grad_clip: float | None = None
+    weight_decay: NonNegative = 0.05
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
+    eps: Positive = 1e-8
+    grad_clip: Positive | None = None
     precision: Literal["no", "fp16", "bf16"] = "no"
     seed: int = 0
     num_workers: int = 2
