@@ -76,7 +76,7 @@ SHAPES_BENCHMARK = BenchmarkSpec(
 
 PROTOCOL = Protocol(
     name="shapes",
-    version="1",
+    version="2",  # 2: mmseg's normalisation exactly (see textseg.evaluation.preprocess)
     summary="the tcl protocol for the 64 px shapes world: whole image, ImageNet norm, 'a photo of a {}.'",
     short_side=SIZE,
     crop=None,

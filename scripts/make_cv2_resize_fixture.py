@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from textseg.evaluation.protocol import IMAGENET_MEAN, IMAGENET_STD
+from textseg.evaluation.protocol import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 
 #: (source height, width) -> target sizes (height, width): up, down, mixed, exact 2x, 1-pixel cases.
 CASES = {
@@ -31,13 +31,19 @@ def main() -> None:
         arrays[f"src_{h}x{w}"] = image
         for th, tw in targets:
             arrays[f"out_{h}x{w}_{th}x{tw}"] = cv2.resize(image, (tw, th), interpolation=cv2.INTER_LINEAR)
-    # Every uint8 value in every channel, so the normalisation is checked exhaustively.
-    image = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2).astype(np.float32)
-    mean = np.float64(np.array(IMAGENET_MEAN).reshape(1, -1))
-    stdinv = 1 / np.float64(np.array(IMAGENET_STD).reshape(1, -1))
-    cv2.subtract(image, mean, image)  # mmcv imnormalize_, in place as mmcv does it
-    cv2.multiply(image, stdinv, image)
-    arrays["normalized_all_values"] = image
+    # Every uint8 value in every channel, so the normalisation is checked exhaustively. mmseg 0.x's
+    # Normalize keeps mean and std as float32 arrays; mmcv's imnormalize_ widens them to float64.
+    for name, (mean_values, std_values) in {
+        "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+        "clip": (CLIP_MEAN, CLIP_STD),
+    }.items():
+        image = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2).astype(np.float32)
+        mean32, std32 = np.array(mean_values, dtype=np.float32), np.array(std_values, dtype=np.float32)
+        mean = np.float64(mean32.reshape(1, -1))
+        stdinv = 1 / np.float64(std32.reshape(1, -1))
+        cv2.subtract(image, mean, image)  # mmcv imnormalize_, in place as mmcv does it
+        cv2.multiply(image, stdinv, image)
+        arrays[f"normalized_all_values_{name}"] = image
     out = Path(__file__).resolve().parents[1] / "tests" / "data" / "cv2_reference.npz"
     np.savez_compressed(out, opencv_version=np.array(cv2.__version__), **arrays)
     print(f"wrote {out} (OpenCV {cv2.__version__})")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from textseg.evaluation.preprocess import normalize, preprocess, rescale_size, resize_bilinear
-from textseg.evaluation.protocol import IMAGENET_MEAN, IMAGENET_STD
+from textseg.evaluation.protocol import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 
 REFERENCE = Path(__file__).parent / "data" / "cv2_reference.npz"
 
@@ -59,12 +59,28 @@ def test_resize_is_no_antialias_bilinear() -> None:
     assert wide.min() < 40 and wide.max() > 215
 
 
-def test_normalize_matches_mmcv_reference_for_every_value() -> None:
-    reference = np.load(REFERENCE)
+@pytest.mark.parametrize(
+    ("stats", "mean", "std"), [("imagenet", IMAGENET_MEAN, IMAGENET_STD), ("clip", CLIP_MEAN, CLIP_STD)]
+)
+def test_normalize_matches_mmcv_reference_for_every_value(stats: str, mean: tuple, std: tuple) -> None:
+    """The fixture is OpenCV 4.6's imnormalize with mmseg's float32 mean and std; computing 1/std from
+    the decimal std (textseg before protocol v2) differs from it, so this test can catch that."""
+    reference = np.load(REFERENCE)[f"normalized_all_values_{stats}"]
     values = torch.arange(256, dtype=torch.uint8)[None, :, None].repeat(1, 1, 3)
-    out = normalize(values, IMAGENET_MEAN, IMAGENET_STD)
+    out = normalize(values, mean, std)
     assert out.shape == (3, 1, 256) and out.dtype == torch.float32
-    np.testing.assert_array_equal(out.permute(1, 2, 0).numpy(), reference["normalized_all_values"])
+    np.testing.assert_array_equal(out.permute(1, 2, 0).numpy(), reference)
+    centred = values.numpy().astype(np.float32) - np.float32(mean)
+    decimal = (centred.astype(np.float64) * (1 / np.float64(std))).astype(np.float32)
+    assert (decimal != reference).mean() > 0.1
+
+
+def test_normalisation_is_mmseg_1x_float32_division() -> None:
+    """The SCLIP family's SegDataPreProcessor: (x - mean) / std on float32 tensors."""
+    values = torch.arange(256, dtype=torch.uint8)[None, :, None].repeat(1, 1, 3)
+    out = normalize(values, CLIP_MEAN, CLIP_STD).permute(1, 2, 0).numpy()
+    expected = (values.numpy().astype(np.float32) - np.float32(CLIP_MEAN)) / np.float32(CLIP_STD)
+    np.testing.assert_array_equal(out, expected)
 
 
 def test_preprocess_resizes_then_normalises() -> None:

@@ -146,10 +146,11 @@ class DenseCLIP(SegMethod):
 
 def dense_clip_protocol(**settings: Any) -> Protocol:
     """A protocol of the SCLIP family: what all three repositories share (CLIP's mean and std, the 80
-    ImageNet templates, background names scored as text, version 1) plus ``settings`` (name,
-    summary, resize, windows, name files, per-benchmark overrides)."""
+    ImageNet templates, background names scored as text) plus ``settings`` (name, summary, resize,
+    windows, name files, per-benchmark overrides). Version 2: normalisation exact (version 1 was
+    1 ulp off on some values, see :mod:`textseg.evaluation.preprocess`)."""
     shared: dict[str, Any] = {
-        "version": "1",
+        "version": "2",
         "mean": CLIP_MEAN,
         "std": CLIP_STD,
         "templates": "openai80",

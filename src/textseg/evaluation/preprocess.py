@@ -10,18 +10,25 @@ so :func:`resize_bilinear` reproduces that arithmetic with integer torch ops:
 * the vertical pass as OpenCV's SIMD path computes it:
   ``((((r0 >> 4) * b0) >> 16) + (((r1 >> 4) * b1) >> 16) + 2) >> 2``.
 
-It matches opencv-python-headless 5.0.0 bit for bit on 300 random size pairs and the VOC, Cityscapes
+It matches opencv-python-headless 5.0.0 and 4.6.0 bit for bit on 300 random size pairs and the VOC, Cityscapes
 and capped-long-side cases, including 2x downscales (which OpenCV routes to INTER_AREA, identical
 there) and 1-pixel sources; ``tests/data`` holds reference outputs made by
-``scripts/make_cv2_resize_fixture.py``. Not verified: the OpenCV 4.x builds mmcv 1.6.2 ran with
-(the same algorithm as far as we know), and OpenCV builds without SIMD, whose scalar rounding
+``scripts/make_cv2_resize_fixture.py`` with OpenCV 4.6.0 (the fixture cases also equal 5.0.0's).
+Not verified: OpenCV builds without SIMD, whose scalar rounding
 (``(r0 * b0 + r1 * b1 + 2**21) >> 22``) differs by 1 on ~13% of values.
 
 Decoding is the source's job (PIL in ``FolderSource``); mmseg decodes with OpenCV. Both use
 libjpeg-turbo and gave identical pixels on test JPEGs (4:2:0 and 4:4:4, Pillow 13, OpenCV 5.0).
 
-:func:`normalize` subtracts the mean in float32 and multiplies by 1/std in float64, rounding to
-float32, as ``cv2.subtract`` / ``cv2.multiply`` do inside mmcv's ``imnormalize`` (also bit-exact).
+:func:`normalize` computes ``(x - mean) / std`` in float32 with mean and std as float32, which is
+mmseg 1.x's ``SegDataPreProcessor`` (the SCLIP family) by definition, and for every uint8 value with
+ImageNet's and CLIP's statistics also equals mmseg 0.x bit for bit (TCL's protocol: ``Normalize``
+stores mean and std as float32, mmcv's ``imnormalize`` subtracts in float32 and multiplies by
+``1 / float64(std32)`` in float64; checked against OpenCV 4.6.0, the 4.x line mmcv 1.x ran with, in
+``tests/data/cv2_reference.npz``). Two near misses, for the record: ``1 / std`` from the decimal std
+(textseg's protocols before version 2) is 1 ulp off on 36% of values, and OpenCV 5.1 rounds the
+factor to float32 first (28% off): neither is what the papers ran.
+
 The image is RGB throughout: mmseg loads BGR and converts before normalising, and both the resize
 and the normalisation act on each channel separately, so the order does not change any value.
 """
@@ -83,10 +90,9 @@ def resize_bilinear(image: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def normalize(image: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """``[H, W, 3]`` uint8 -> ``[3, H, W]`` float32 ``(x - mean) / std`` with mmcv's rounding."""
+    """``[H, W, 3]`` uint8 -> ``[3, H, W]`` float32 ``(x - mean) / std`` (module docstring)."""
     centred = image.to(torch.float32) - torch.tensor(mean, dtype=torch.float32)
-    inv_std = 1.0 / torch.tensor(std, dtype=torch.float64)
-    return (centred.to(torch.float64) * inv_std).to(torch.float32).permute(2, 0, 1).contiguous()
+    return (centred / torch.tensor(std, dtype=torch.float32)).permute(2, 0, 1).contiguous()
 
 
 def preprocess(
