@@ -326,6 +326,8 @@ def test_bad_records_are_named_and_the_others_still_build(
     del data["benchmark_version"]
     missing.write_text(json.dumps(data))
     bad_date = toy_record(results, benchmark="toy_b", date="yesterday")
+    latin = results / "latin.json"
+    latin.write_bytes(good.read_text().replace('"toy"', '"caf\xe9"').encode("latin-1"))  # not UTF-8
 
     code = main(["leaderboard", "--results", str(results), "--reported", str(reported), "--out", str(out)])
     assert code == 1
@@ -333,6 +335,7 @@ def test_bad_records_are_named_and_the_others_still_build(
     assert f"{not_json}: not a readable JSON record" in err
     assert f"{missing}: missing field(s) benchmark_version" in err
     assert f"{bad_date}: field date 'yesterday'" in err
+    assert f"{latin}: not a readable JSON record" in err and "Traceback" not in err
     assert good.as_posix() not in err
     row = row_of(summary_rows(out), method="toy", kind="reproduced")
     assert (row["toy_a"], row["toy_b"]) == ("44.00", "")

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from textseg.benchmark import LoadedSample
+from textseg.benchmark import LoadedSample, UnreadableImageError
 from textseg.errors import ConfigError, DatasetNotFoundError
 
 if TYPE_CHECKING:
@@ -91,10 +91,15 @@ class HFSource:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> LoadedSample:
-        row = self.dataset[index]
         where = f"{self.name} row {index}"
-        image = np.array(_as_image(row[self.image_column]).convert("RGB"))
-        label = self.spec.reduce_label(_label_array(row[self.label_column], where))
+        try:
+            row = self.dataset[index]
+            image = np.array(_as_image(row[self.image_column]).convert("RGB"))
+            label = self.spec.reduce_label(_label_array(row[self.label_column], where))
+        except (OSError, SyntaxError) as exc:  # PIL's errors for truncated or non-image bytes
+            raise UnreadableImageError(
+                f"{where}: an image cannot be decoded ({exc}); the dataset is damaged"
+            ) from exc
         sample_id = str(row[self.id_column]) if self.id_column else f"{index:06d}"
         return LoadedSample.checked(sample_id, image, label, where)
 
