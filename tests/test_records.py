@@ -20,7 +20,7 @@ def make_record(**changes: object) -> ResultsRecord:
         benchmark="voc21",
         benchmark_version="1",
         protocol="tcl",
-        protocol_version="1",
+        protocol_version="2",
         protocol_settings={"short_side": 448},
         synonyms=None,
         metrics={"mIoU": 12.5, "mAcc": 20.0, "aAcc": 50.0},
