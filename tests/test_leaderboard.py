@@ -243,10 +243,10 @@ def test_older_versions_are_listed_apart(tmp_path: Path, reported: Path) -> None
     toy_record(results, benchmark_version="2", metrics={"mIoU": 60.0, "mAcc": 1.0, "aAcc": 1.0})
     old = toy_record(results, benchmark_version="1", metrics={"mIoU": 10.0, "mAcc": 1.0, "aAcc": 1.0})
     toy_record(
-        results, benchmark="toy_b", protocol_version="0", metrics={"mIoU": 5.0, "mAcc": 1.0, "aAcc": 1.0}
+        results, benchmark="toy_b", protocol_version="1", metrics={"mIoU": 5.0, "mAcc": 1.0, "aAcc": 1.0}
     )
     toy_record(
-        results, benchmark="toy_b", protocol_version="1", metrics={"mIoU": 33.0, "mAcc": 1.0, "aAcc": 1.0}
+        results, benchmark="toy_b", protocol_version="2", metrics={"mIoU": 33.0, "mAcc": 1.0, "aAcc": 1.0}
     )
     result = build_leaderboard([results], reported, out)
 
@@ -255,7 +255,7 @@ def test_older_versions_are_listed_apart(tmp_path: Path, reported: Path) -> None
     others = pd.read_csv(out / "other_versions.csv", dtype=str, keep_default_na=False)
     assert sorted(others["mIoU"]) == ["10.00", "5.00"]
     assert "benchmark toy_a v1, current v2" in set(others["reason"])
-    assert "protocol tcl v0, current v1" in set(others["reason"])
+    assert "protocol tcl v1, current v2" in set(others["reason"])
     assert old.as_posix() in set(others["file"])
     readme = (out / "README.md").read_text()
     assert "## Other benchmark or protocol versions" in readme
