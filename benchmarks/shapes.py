@@ -72,6 +72,7 @@ SHAPES_BENCHMARK = BenchmarkSpec(
         raw_hint="nothing: the benchmark is generated",
     ),
     data_hint="textseg data synthetic shapes --out <data root> -n 200",
+    protocol="shapes",  # scored at its own 64 px, whatever protocol a method was published with
 )
 
 PROTOCOL = Protocol(

@@ -21,12 +21,16 @@ from .config import MaskCLIPConfig
 
 class MaskCLIP(SegMethod):
     pretrained_prefixes = ("clip.",)
+    inference_settings = ("pamr", "score", "score_center", "score_scale", "bg_thresh")
 
     def __init__(self, config: MaskCLIPConfig) -> None:
         super().__init__(config)
         self.last_block = get_last_block(config.last_block)  # fails early on an unknown name
         self.clip = CLIPBackbone.load(config.clip, config.tokenizer, text_cache=config.text_cache)
-        self.pamr = PAMR(10, TCL_DILATIONS) if config.pamr else None
+        self.configure_inference()
+
+    def configure_inference(self) -> None:
+        self.pamr = PAMR(10, TCL_DILATIONS) if self.config.pamr else None
 
     def encode_vocabulary(self, vocab: Vocabulary) -> TextState:
         embeddings = self.clip.text.encode_classes(vocab.names, vocab.templates, self.config.template_average)

@@ -37,6 +37,16 @@ class TCL(SegMethod):
     post_layernorm,projection}.*``, ``sim2mask.{w,b}``, ``image_loss.logit_scale`` (TCL's
     ``tcli_loss``) and ``feature_loss.logit_scale`` (``tclf_loss``)."""
 
+    inference_settings = (
+        "pamr",
+        "pamr_iterations",
+        "pamr_dilations",
+        "kp_w",
+        "kp_center",
+        "kp_scale",
+        "bg_thresh",
+    )
+
     pretrained_prefixes = ("clip.",)
 
     def __init__(self, config: TCLConfig) -> None:
@@ -54,8 +64,12 @@ class TCL(SegMethod):
         )
         self.image_loss = InfoNCE(config.temperature, config.max_logit_scale)
         self.feature_loss = ExtendedInfoNCE(config.temperature, config.max_logit_scale)
-        self.pamr = PAMR(config.pamr_iterations, config.pamr_dilations) if config.pamr else None
-        self.kp = KpBranch(config.kp_w, config.kp_center, config.kp_scale) if config.kp_w > 0 else None
+        self.configure_inference()
+
+    def configure_inference(self) -> None:
+        c = self.config
+        self.pamr = PAMR(c.pamr_iterations, c.pamr_dilations) if c.pamr else None
+        self.kp = KpBranch(c.kp_w, c.kp_center, c.kp_scale) if c.kp_w > 0 else None
 
     def train(self, mode: bool = True) -> TCL:
         """The frozen CLIP stays in eval mode (as TCL's ``train`` override; no numeric effect here)."""

@@ -48,6 +48,8 @@ def _check(config: VilSegConfig) -> None:
 class VilSeg(SegMethod):
     """The method; see ``README.md`` for what is verified and what is reconstructed."""
 
+    inference_settings = ("score_temperature", "bg_thresh")
+
     def __init__(self, config: VilSegConfig) -> None:
         super().__init__(config)
         _check(config)

@@ -143,10 +143,36 @@ class SegMethod(nn.Module, abc.ABC):
 
     pretrained_prefixes: tuple[str, ...] = ()
     scores_per_name: bool = False
+    #: Config fields that only change inference (PAMR, TCL's kp branch, thresholds): they may be
+    #: changed on a built method with :meth:`reconfigure`, without building it or reading weights again.
+    inference_settings: tuple[str, ...] = ()
 
     def __init__(self, config: Any) -> None:
         super().__init__()
         self.config = config
+
+    def reconfigure(self, **settings: Any) -> SegMethod:
+        """Change inference-only settings in place (``pamr=False``, ``kp_w=0.5``, ``bg_thresh=0.3``):
+        comparing variants of one checkpoint costs no rebuild and no second read of its weights.
+
+        Values are checked as ``--set`` values are. Any other setting changes the model itself and is
+        refused (build the method again with it)."""
+        fixed = sorted(set(settings) - set(self.inference_settings))
+        if fixed:
+            changeable = ", ".join(self.inference_settings) or "none"
+            raise ConfigError(
+                f"{type(self).__name__}: {', '.join(fixed)} changes the model, not only inference: build it "
+                f"again with that setting (e.g. textseg.load(..., {fixed[0]}=...)). Settings reconfigure can "
+                f"change: {changeable}."
+            )
+        device = self.device
+        self.config = apply_overrides(self.config, settings, what=f"{type(self).__name__} config")
+        self.configure_inference()
+        return self.to(device)
+
+    def configure_inference(self) -> None:
+        """(Re)build the parts that :attr:`inference_settings` control from ``self.config``; methods
+        with such parts call it from ``__init__``, and :meth:`reconfigure` calls it after a change."""
 
     @abc.abstractmethod
     def encode_vocabulary(self, vocab: Vocabulary) -> TextState:

@@ -168,7 +168,9 @@ class DatasetLayout(abc.ABC):
 class BenchmarkSpec:
     """One benchmark. ``classes`` are the names the protocol uses, in label order (``background``
     first where ``background`` is True); ``synonyms`` maps a vocabulary name (e.g. ``"sclip"``) to
-    one entry per class whose names are ``", "``-separated."""
+    one entry per class whose names are ``", "``-separated. ``protocol`` names the protocol a
+    benchmark is scored with when the method's protocol has no settings for it (the generated
+    ``shapes`` world has its own); None: the method's protocol."""
 
     name: str
     version: str
@@ -181,6 +183,7 @@ class BenchmarkSpec:
     split_size: int | None = None
     synonyms: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     data_hint: str = ""
+    protocol: str | None = None
 
     def __post_init__(self) -> None:
         if self.background and self.classes[0] != "background":

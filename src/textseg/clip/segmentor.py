@@ -106,6 +106,7 @@ class DenseCLIP(SegMethod):
 
     pretrained_prefixes = ("clip.",)
     scores_per_name = True
+    inference_settings = ("logit_scale", "bg_thresh", "area_thd", "pamr", "pamr_steps", "pamr_dilations")
 
     def __init__(self, config: DenseCLIPConfig) -> None:
         super().__init__(config)
@@ -114,8 +115,11 @@ class DenseCLIP(SegMethod):
         self.last_block = block.configured(config.residual_mlp, **options)
         if config.area_thd is not None and not 0 <= config.area_thd < 1:
             raise ConfigError(f"area_thd must be in [0, 1) or None, got {config.area_thd}")
-        self.pamr = PAMR(config.pamr_steps, config.pamr_dilations) if config.pamr else None
+        self.configure_inference()
         self.clip = CLIPBackbone.load(config.clip, config.tokenizer, text_cache=config.text_cache)
+
+    def configure_inference(self) -> None:
+        self.pamr = PAMR(self.config.pamr_steps, self.config.pamr_dilations) if self.config.pamr else None
 
     def encode_vocabulary(self, vocab: Vocabulary) -> TextState:
         embeddings = self.clip.text.encode_classes(vocab.names, vocab.templates, self.config.template_average)

@@ -7,15 +7,14 @@ scores a disjoint share of the images; only the main process prints and writes).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from textseg.api import MethodSpec, RunConfig, SegMethod
-    from textseg.benchmark import BenchmarkSpec, EvalSource, SplitCheck
+    from textseg.api import SegMethod
+    from textseg.benchmark import BenchmarkSpec
     from textseg.evaluation.evaluator import EvalResult
-    from textseg.evaluation.protocol import Protocol
+    from textseg.scoring import ScoringJob
 
 DEFAULT_OUTPUT = "results"
 
@@ -30,7 +29,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "torchrun --nproc_per_node N -m textseg bench ... (or accelerate launch -m textseg bench ...)."
         ),
     )
-    parser.add_argument("--method", required=True, help="a registered method (`textseg list methods`)")
+    parser.add_argument(
+        "--method",
+        help="a registered method (`textseg list methods`); optional when --weights is a `textseg train` run",
+    )
     parser.add_argument(
         "--dataset",
         dest="datasets",
@@ -41,7 +43,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="one or more registered benchmarks (`textseg list benchmarks`)",
     )
     parser.add_argument("--data-root", help="benchmark data root (default: $TEXTSEG_DATA, else ./data)")
-    parser.add_argument("--weights", help="a released checkpoint name, a weights file or a checkpoint folder")
+    parser.add_argument(
+        "--weights",
+        help="a released checkpoint name, a weights file, or a `textseg train` run folder or checkpoint "
+        "(which also restores the run's method, preset and settings)",
+    )
     parser.add_argument("--preset", help="the method's preset (default: its default preset, usually paper)")
     parser.add_argument(
         "--set",
@@ -76,79 +82,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-@dataclasses.dataclass
-class _Job:
-    benchmark: BenchmarkSpec
-    config: RunConfig
-    protocol: Protocol
-    source: EvalSource
-    split: SplitCheck
-
-
-def _plan(args: argparse.Namespace, spec: MethodSpec) -> list[_Job]:
-    """Resolve every benchmark, config, protocol and data folder before any model is built."""
-    from textseg.benchmark import IncompleteSplitError
+def run(args: argparse.Namespace) -> int:
     from textseg.config import parse_assignments
     from textseg.errors import ConfigError
+    from textseg.evaluation.evaluator import default_accelerator, evaluate
+    from textseg.loading import request_model
     from textseg.paths import data_root
-    from textseg.registry import BENCHMARKS, PROTOCOLS
-    from textseg.text.templates import get_templates
-    from textseg.weights import weights_overrides
+    from textseg.scoring import plan_scoring
 
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError(f"--limit must be at least 1, got {args.limit}")
     if args.max_windows < 1 or args.num_workers < 0:
         raise ConfigError("--max-windows must be at least 1 and --num-workers at least 0")
-    given = parse_assignments(args.overrides)
-    overrides = {**given, **weights_overrides(spec, args.weights)}
-    root = data_root(args.data_root)
-    resolved = []
-    for name in dict.fromkeys(args.datasets):
-        benchmark = BENCHMARKS.get(name)
-        # The record lists the user's --set overrides; weights are recorded apart, with their sha256.
-        config = dataclasses.replace(spec.resolve(args.preset, overrides, benchmark=name), overrides=given)
-        protocol = PROTOCOLS.get(args.protocol or config.protocol)
-        settings = protocol.for_benchmark(name)
-        # Fails now, not after the first benchmarks ran, if a vocabulary or template set is unknown.
-        benchmark.vocabulary(
-            get_templates(settings.templates), args.synonyms or settings.synonyms, settings.background_query
-        )
-        resolved.append((benchmark, config, protocol))
-    jobs = []
-    for benchmark, config, protocol in resolved:
-        source = benchmark.open(root)
-        split = benchmark.check_split(root, source)
-        if not split.complete and args.limit is None and not args.allow_incomplete:
-            raise IncompleteSplitError(
-                f"{split.describe(benchmark.name, str(root))}.\n"
-                "Scoring it would give a number for another set of images than the benchmark's. Complete the "
-                f"dataset ({benchmark.data_hint or 'see README, Datasets'}), or score the subset on purpose with "
-                "--allow-incomplete or --limit N (the record then says complete: false and the leaderboard does "
-                "not rank it)."
-            )
-        jobs.append(_Job(benchmark, config, protocol, source, split))
-    return jobs
-
-
-def _complete(job: _Job, args: argparse.Namespace) -> bool:
-    """Whether the record covers the benchmark's whole split."""
-    return job.split.complete and (args.limit is None or args.limit >= job.split.found)
-
-
-def run(args: argparse.Namespace) -> int:
-    from textseg.evaluation.evaluator import default_accelerator, evaluate
-    from textseg.registry import METHODS
-    from textseg.weights import apply_weights
-
-    spec = METHODS.get(args.method)
-    jobs = _plan(args, spec)
+    request = request_model(args.method, args.weights, args.preset, parse_assignments(args.overrides))
+    jobs = plan_scoring(
+        request,
+        args.datasets,
+        data_root(args.data_root),
+        protocol=args.protocol,
+        synonyms=args.synonyms,
+        limit=args.limit,
+        allow_incomplete=args.allow_incomplete,
+    )
     accelerator = default_accelerator()
     built: tuple[Any, SegMethod, dict[str, Any] | None] | None = None
     results = []
     for job in jobs:
         if built is None or built[0] != job.config.model:
-            method = spec.build(job.config.model)
-            built = (job.config.model, method, apply_weights(method, spec, args.weights))
+            built = (job.config.model, *request.build(job.config))
         _, method, weights = built
         result = evaluate(
             method,
@@ -171,40 +130,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write(args: argparse.Namespace, job: _Job, result: EvalResult, weights: dict[str, Any] | None) -> Path:
+def _write(
+    args: argparse.Namespace, job: ScoringJob, result: EvalResult, weights: dict[str, Any] | None
+) -> Path:
     import numpy as np
 
-    from textseg.config import to_jsonable
-    from textseg.evaluation.records import ResultsRecord, environment, write_record
+    from textseg.evaluation.records import write_record
     from textseg.io import atomic_open
+    from textseg.scoring import make_record
 
-    record = ResultsRecord(
-        method=job.config.method,
-        preset=job.config.preset,
-        overrides=dict(job.config.overrides),
-        config=to_jsonable(job.config.model),
-        weights=weights,
-        benchmark=job.benchmark.name,
-        benchmark_version=job.benchmark.version,
-        protocol=result.protocol.name,
-        protocol_version=result.protocol.version,
-        protocol_settings=to_jsonable(result.protocol),
-        synonyms=result.synonyms,
-        metrics=result.metrics,
-        per_class_iou=result.per_class_iou,
-        num_images=result.num_images,
-        limit=args.limit,
-        complete=_complete(job, args),
-        expected_images=job.split.expected,
-        synthetic=job.split.synthetic,
-        images_per_second=result.images_per_second,
-        seconds=result.seconds,
-        precision=result.precision,
-        device=result.device,
-        num_processes=result.num_processes,
-        **environment(),
-    )
-    path = write_record(record, args.output)
+    path = write_record(make_record(job, result, weights, args.limit), args.output)
     if args.save_confusion:
         with atomic_open(confusion_path(path), "wb") as handle:
             np.save(handle, result.confusion)

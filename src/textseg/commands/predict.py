@@ -21,8 +21,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "names with '|' (e.g. 'car|automobile, dog, grass'), it scores the best of them."
         ),
     )
-    parser.add_argument("--method", required=True, help="a registered method (see `textseg list methods`)")
-    parser.add_argument("--weights", help="a released checkpoint name, a weights file or a checkpoint folder")
+    parser.add_argument(
+        "--method", help="a registered method (see `textseg list methods`); optional with a run as --weights"
+    )
+    parser.add_argument(
+        "--weights",
+        help="a released checkpoint name, a weights file, or a `textseg train` run folder or checkpoint "
+        "(which also restores the run's method, preset and settings)",
+    )
     parser.add_argument("--preset", help="the method's preset (default: its default preset)")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting (repeatable)"
@@ -64,34 +70,26 @@ def run(args: argparse.Namespace) -> int:
     from textseg.api import Vocabulary
     from textseg.benchmark import read_image
     from textseg.config import parse_assignments
-    from textseg.evaluation.inference import WindowBatcher, image_labels
-    from textseg.evaluation.preprocess import preprocess
+    from textseg.evaluation.inference import segment_image
+    from textseg.loading import request_model
     from textseg.overlay import class_colours, render_overlay, save_label_map, save_png
-    from textseg.registry import METHODS, PROTOCOLS
+    from textseg.registry import PROTOCOLS
     from textseg.text.templates import get_templates
-    from textseg.weights import apply_weights, weights_overrides
 
-    spec = METHODS.get(args.method)
-    resolved = spec.resolve(
-        args.preset, {**parse_assignments(args.set), **weights_overrides(spec, args.weights)}
-    )
-    protocol = PROTOCOLS.get(resolved.protocol)
+    request = request_model(args.method, args.weights, args.preset, parse_assignments(args.set))
+    config = request.resolve()
+    protocol = PROTOCOLS.get(config.protocol)
     classes = parse_classes(args.classes)
     vocab = Vocabulary(tuple(classes), get_templates(args.templates or protocol.templates))
     image = read_image(args.image, "--image")
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    method = spec.build(resolved.model)
-    apply_weights(method, spec, args.weights)
+    method, _ = request.build(config)
     method.to(device).eval()
     threshold = method.background_threshold() if args.background else None
-
-    inputs = preprocess(image, (protocol.max_long_side, protocol.short_side), protocol.mean, protocol.std)
     with torch.no_grad():
-        batcher = WindowBatcher(method, method.encode_vocabulary(vocab), protocol.crop, protocol.stride)
-        (job,) = batcher.add(inputs.to(device)) + batcher.finish()
-        labels = image_labels(batcher, job, image.shape[:2], threshold, background_query=False)
-        labels = labels.cpu().numpy().astype(np.int64)
+        labels, _ = segment_image(method, method.encode_vocabulary(vocab), image, protocol, threshold)
+    labels = labels.cpu().numpy().astype(np.int64)
 
     names = (["background"] if threshold is not None else []) + [c[0] for c in classes]
     colours = class_colours(len(names), background=threshold is not None)

@@ -8,6 +8,7 @@ Accelerate connects them.
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +81,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _given_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """``--set`` and the shortcut flags; a value naming an existing relative path is made absolute, so
+    the run folder's settings (``--weights RUN`` restores them) work from any working directory."""
     from textseg.config import parse_assignments
 
-    overrides = parse_assignments(args.overrides)
+    overrides = {
+        key: str(Path(value).resolve())
+        if value and not Path(value).is_absolute() and Path(value).exists()
+        else value
+        for key, value in parse_assignments(args.overrides).items()
+    }
     for flag, key in (
         ("steps", "train.steps"),
         ("batch_size", "train.batch_size"),
@@ -221,8 +229,23 @@ def run(args: argparse.Namespace) -> int:
             print(f"skipped samples: {counts}")
         if result.checkpoint is not None:
             print(f"last checkpoint: {result.checkpoint}")
-            print(
-                f"score it: textseg bench --method {spec.name} --preset {resolved.preset} --dataset <benchmark> "
-                f"--weights {result.checkpoint}"
-            )
+            for label, words in score_commands(result.run_dir, resolved.train, data):
+                print(f"{label}: {shlex.join(words)}")
     return 0
+
+
+def score_commands(run_dir: Path, train: Any, data: list[str]) -> list[tuple[str, list[str]]]:
+    """The commands that score a finished run as it is (the run folder restores method, preset and
+    settings): on its periodic-evaluation benchmarks if it has them; on the shapes benchmark, written
+    first, for a run trained on the shapes world; else on VOC (any benchmark works)."""
+    bench = ["textseg", "bench", "--weights", str(run_dir), "--dataset"]
+    if train.eval_benchmarks:
+        root = ["--data-root", train.eval_data_root] if train.eval_data_root else []
+        return [("score it", [*bench, *train.eval_benchmarks, *root])]
+    if all(spec.startswith("shapes:") for spec in data):
+        shapes = str(run_dir.parent / "shapes-data")
+        return [
+            ("shapes data", ["textseg", "data", "synthetic", "shapes", "--out", shapes, "-n", "200"]),
+            ("score it", [*bench, "shapes", "--data-root", shapes]),
+        ]
+    return [("score it", [*bench, "voc21"])]

@@ -11,6 +11,7 @@ import contextlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -47,6 +48,7 @@ class EvalResult:
     precision: str
     device: str
     num_processes: int
+    record: Path | None = None  # the results record written for it, if any (textseg.evaluate)
 
 
 def default_accelerator() -> Any:

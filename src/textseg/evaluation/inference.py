@@ -20,6 +20,7 @@ from torch import Tensor
 
 from textseg.api import SegMethod, TextState
 from textseg.errors import TextsegError
+from textseg.evaluation.protocol import Protocol
 from textseg.evaluation.windows import Window, window_grid
 
 
@@ -169,6 +170,16 @@ def assign_labels(scores: Tensor, threshold: float | None, background_query: boo
     return torch.where(best > threshold, index + 1, 0)
 
 
+def image_scores(batcher: WindowBatcher, job: ScoredImage, size: tuple[int, int]) -> Tensor:
+    """Per-class scores ``[1, K, H, W]`` of a scored image at ``size`` (the label's): its merged window
+    scores upsampled bilinearly, then the method's whole-image post-processing."""
+    assert job.scores is not None
+    scores = F.interpolate(job.scores[None], size=size, mode="bilinear", align_corners=False)
+    with batcher.autocast():
+        scores = batcher.method.postprocess(scores, job.image[None], batcher.text)
+    return scores.float()
+
+
 def image_labels(
     batcher: WindowBatcher,
     job: ScoredImage,
@@ -176,10 +187,21 @@ def image_labels(
     threshold: float | None,
     background_query: bool,
 ) -> Tensor:
-    """Class index per pixel ``[H, W]`` of a scored image: upsample its merged window scores to
-    ``size`` (the label's), let the method post-process the whole image, add background, argmax."""
-    assert job.scores is not None
-    scores = F.interpolate(job.scores[None], size=size, mode="bilinear", align_corners=False)
-    with batcher.autocast():
-        scores = batcher.method.postprocess(scores, job.image[None], batcher.text)
-    return assign_labels(scores.float(), threshold, background_query)[0]
+    """Class index per pixel ``[H, W]`` of a scored image: :func:`image_scores`, background, argmax."""
+    return assign_labels(image_scores(batcher, job, size), threshold, background_query)[0]
+
+
+def segment_image(
+    method: SegMethod, text: TextState, image: Any, protocol: Protocol, threshold: float | None
+) -> tuple[Tensor, Tensor]:
+    """One ``[H, W, 3]`` uint8 image through the harness's steps (resize, normalisation, windows,
+    merge, upsampling, post-processing, background, argmax) as ``textseg bench`` scores it: labels
+    ``[H, W]`` and per-class scores ``[K, H, W]`` (before background), at the image's size."""
+    from textseg.evaluation.preprocess import preprocess
+
+    inputs = preprocess(image, (protocol.max_long_side, protocol.short_side), protocol.mean, protocol.std)
+    batcher = WindowBatcher(method, text, protocol.crop, protocol.stride)
+    (job,) = batcher.add(inputs.to(method.device)) + batcher.finish()
+    scores = image_scores(batcher, job, tuple(image.shape[:2]))
+    labels = assign_labels(scores.clone(), threshold, background_query=False)[0]
+    return labels, scores[0]

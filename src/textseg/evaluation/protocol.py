@@ -9,9 +9,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textseg.config import apply_overrides
+
+if TYPE_CHECKING:
+    from textseg.benchmark import BenchmarkSpec
 
 #: ImageNet statistics in 0-255 units, as mmsegmentation's Normalize takes them (TCL, GroupViT).
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -61,3 +64,17 @@ TCL = Protocol(
     version="2",  # 2: mmseg's normalisation exactly; 1 was 1 ulp off on 36% of values (evaluation.preprocess)
     summary="TCL's unified protocol: short side 448, 448 windows / 224 stride, ImageNet norm, 9 templates",
 )
+
+
+def choose_protocol(benchmark: BenchmarkSpec, preset_protocol: str, given: str | None = None) -> Protocol:
+    """The protocol ``benchmark`` is scored with: ``given`` (``--protocol``) if any; else the
+    benchmark's own (``BenchmarkSpec.protocol``) unless the preset's protocol has settings for it;
+    else the preset's."""
+    from textseg.registry import PROTOCOLS
+
+    if given:
+        return PROTOCOLS.get(given)
+    preset = PROTOCOLS.get(preset_protocol)
+    if benchmark.protocol and benchmark.name not in preset.benchmarks:
+        return PROTOCOLS.get(benchmark.protocol)
+    return preset

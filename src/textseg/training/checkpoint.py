@@ -21,6 +21,7 @@ import json
 import re
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,40 @@ def prune(run_dir: Path, keep_last: int) -> None:
         return
     for _, path in list_checkpoints(run_dir)[:-keep_last]:
         shutil.rmtree(path)
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A ``textseg train`` run folder (or one of its checkpoints) given as ``--weights``: which
+    checkpoint to load, and the method, preset and settings that built the model."""
+
+    run_dir: Path
+    checkpoint: Path
+    method: str
+    preset: str
+    overrides: dict[str, str]
+
+
+def find_trained_run(path: str | Path) -> TrainedRun | None:
+    """The run behind ``path`` when it is a run folder (its newest checkpoint) or a checkpoint
+    folder inside one; None for anything else (a weights file, a released name)."""
+    path = Path(path).expanduser()
+    if (path / TRAINER_STATE).is_file() and (path.parent.parent / RUN_FILE).is_file():
+        run_dir, checkpoint = path.parent.parent, path
+    elif (path / RUN_FILE).is_file():
+        found = list_checkpoints(path)
+        if not found:
+            raise CheckpointError(
+                f"--weights {path}: the run folder has no complete checkpoint in {path / CHECKPOINTS} yet"
+            )
+        run_dir, checkpoint = path, found[-1][1]
+    else:
+        return None
+    saved = read_json(run_dir / RUN_FILE)
+    if not isinstance(saved.get("method"), str) or not isinstance(saved.get("overrides", {}), dict):
+        raise CheckpointError(f"{run_dir / RUN_FILE} does not say which method and settings the run used")
+    overrides = {str(k): str(v) for k, v in saved.get("overrides", {}).items()}
+    return TrainedRun(run_dir, checkpoint, saved["method"], str(saved.get("preset") or ""), overrides)
 
 
 def resolve_resume(path: Path) -> tuple[Path, Path]:

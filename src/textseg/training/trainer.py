@@ -143,18 +143,18 @@ class Trainer:
     # -- set-up --------------------------------------------------------------------------------
     def _plan_evaluation(self, protocol: str) -> list[tuple[str, Any, Any, Any]]:
         """Benchmarks, their samples and the protocol, checked now rather than at the first evaluation."""
-        from textseg.registry import BENCHMARKS, PROTOCOLS
+        from textseg.evaluation.protocol import choose_protocol
+        from textseg.registry import BENCHMARKS
 
         if not self.config.eval_benchmarks:
             raise ConfigError(
                 "train.eval_every is set but train.eval_benchmarks is empty (e.g. --set train.eval_benchmarks=voc20)"
             )
-        chosen = PROTOCOLS.get(protocol)
         root = data_root(self.config.eval_data_root)
         plan = []
         for name in self.config.eval_benchmarks:
             benchmark = BENCHMARKS.get(name)
-            plan.append((name, benchmark, benchmark.open(root), chosen))
+            plan.append((name, benchmark, benchmark.open(root), choose_protocol(benchmark, protocol)))
         return plan
 
     def _loader(self, saved: dict[str, Any] | None, start: int) -> StreamLoader:
