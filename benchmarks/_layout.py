@@ -177,6 +177,8 @@ class FolderLayout(DatasetLayout):
             "to get it:",
             *(f"  {c}" for c in self.fix_commands(root)),
             "or point --data-root (or $TEXTSEG_DATA) at the folder that holds it.",
+            f"For a dry run on random data in the same layout: textseg data synthetic {self.benchmark} --out DIR, "
+            "then --data-root DIR.",
         ]
         return DatasetNotFoundError("\n".join(lines))
 

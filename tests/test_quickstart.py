@@ -17,8 +17,8 @@ def test_every_stage_is_a_textseg_command_that_parses(tmp_path: Path) -> None:
     parser = build_parser()
     for stage in quickstart.stages:
         parser.parse_args(list(stage.argv))  # exits (SystemExit) on a bad argument
-    labels = [s.label for s in quickstart.stages if s.label]
-    assert labels == [
+    labels = [s.argv[s.argv.index("--output") + 1] for s in quickstart.stages if s.argv[0] == "bench"]
+    assert [Path(label).name for label in labels] == [
         "clip-random",
         "clip-pretrained",
         "maskclip-random",
@@ -27,11 +27,50 @@ def test_every_stage_is_a_textseg_command_that_parses(tmp_path: Path) -> None:
     ]
     pretrained = str(quickstart.checkpoint("clip"))
     assert pretrained.endswith(f"step-{CLIP_PLAN.steps:08d}")
-    for method in METHOD_PLANS:  # each trained method is built on, and scored with, the pretrained CLIP
-        train, bench = [
-            s.argv for s in quickstart.stages if method in s.argv and s.argv[0] in ("train", "bench")
+    for method, plan in METHOD_PLANS.items():  # trained on the pretrained CLIP, scored from its run folder
+        (train,) = [s.argv for s in quickstart.stages if s.argv[:3] == ("train", "--method", method)]
+        assert f"clip={pretrained}" in train and f"train.checkpoint_every={plan.steps}" in train
+        (bench,) = [
+            s.argv
+            for s in quickstart.stages
+            if s.argv[:3] == ("bench", "--weights", str(quickstart.run_dir(method)))
         ]
-        assert f"clip={pretrained}" in train and f"clip={pretrained}" in bench
+        assert "--method" not in bench and "--set" not in bench
+
+
+def test_an_interrupted_quickstart_continues_where_it_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run again with the same --out, finished steps are kept and an interrupted one starts again."""
+    monkeypatch.setattr("textseg.quickstart.results_table", lambda results: None)
+    quickstart = Quickstart(tmp_path / "qs", methods=("tcl",))
+    ran: list[str] = []
+
+    def command(argv: list[str], fail_at: str | None = None) -> int:
+        stage = next(s for s in quickstart.stages if list(s.argv) == argv)
+        ran.append(stage.title)
+        if stage.partial is not None:
+            assert not (stage.partial / "leftover").exists()  # what an interrupted stage left is gone
+        if stage.title == fail_at:
+            (stage.partial / "leftover").mkdir(parents=True)
+            return 1
+        if stage.done is not None:
+            target = stage.done if stage.done.suffix == ".json" else stage.done / "record.json"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("{}")
+        return 0
+
+    with pytest.raises(ConfigError, match="failed"):
+        quickstart.run(lambda argv: command(argv, fail_at="train tcl (120 steps of 32)"), echo=lambda _: None)
+    first = list(ran)
+    ran.clear()
+    lines: list[str] = []
+    quickstart.run(command, echo=lines.append)
+    assert first[-1] == ran[0] == "train tcl (120 steps of 32)"  # the interrupted stage runs again
+    assert ran == ["train tcl (120 steps of 32)", "score tcl", "rebuild the leaderboard"]
+    assert sum("done in an earlier run: kept" in line for line in lines) == len(first) - 1
+    shown = next(line for line in lines if "$ textseg train --method tcl" in line)
+    assert "'shapes:?n=1000000&seed=0&size=64'" in shown  # pasteable into a shell
 
 
 def test_bad_requests_are_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -40,7 +79,7 @@ def test_bad_requests_are_refused_before_any_work(tmp_path: Path, capsys: pytest
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "file").write_text("mine")
     assert main(["quickstart", "--out", str(tmp_path / "used")]) == 2
-    assert "already exists and is not empty" in capsys.readouterr().err
+    assert "already exists and is not an interrupted quickstart" in capsys.readouterr().err
     assert (tmp_path / "used" / "file").read_text() == "mine"
 
 

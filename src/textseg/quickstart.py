@@ -17,6 +17,9 @@ differs from the preset is said there. No paper preset is touched.
 
 from __future__ import annotations
 
+import json
+import shlex
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textseg.errors import ConfigError
+from textseg.io import write_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,13 +45,16 @@ WORLD_CLIP = dict(
     embed_dim=32,
     context_length=32,
 )
+#: Written first into ``--out``: a quickstart run again with the same ``--out`` continues it.
+MARKER = "quickstart.json"
 #: Held-out benchmark scenes (64 x 64 each).
 BENCHMARK_IMAGES = 200
 #: Scenes per epoch of the training stream: more than any stage reads, so no scene is seen twice.
 TRAIN_SCENES = 1_000_000
 #: What every trained method changes in its ``tiny`` preset: one data worker renders the scenes
-#: while the model trains (with one thread: see :meth:`Quickstart.run`).
-_WORLD_TRAINING = ("train.num_workers=1", "train.log_every=25")
+#: while the model trains (with one thread: see :meth:`Quickstart.run`); one checkpoint, at the end
+#: (the tiny presets checkpoint every few steps, for the resume tests).
+_WORLD_TRAINING = ("train.num_workers=1", "train.log_every=25", "train.keep_last=1")
 
 
 @dataclass(frozen=True)
@@ -117,11 +124,20 @@ def _sets(settings: Sequence[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Stage:
-    """One textseg command of the quickstart; ``label`` names the records it writes."""
+    """One textseg command of the quickstart. ``done`` is the file whose existence means the stage
+    finished in an earlier, interrupted quickstart (None: always run); ``partial`` is a folder an
+    interrupted stage leaves behind, removed before the stage runs again."""
 
     title: str
     argv: tuple[str, ...]
-    label: str | None = None
+    done: Path | None = None
+    partial: Path | None = None
+
+    @property
+    def finished(self) -> bool:
+        """``done`` exists: a file, or a folder holding a JSON file (a record, a trainer state)."""
+        done = self.done
+        return done is not None and done.exists() and (done.is_file() or any(done.glob("*.json")))
 
 
 @dataclass
@@ -160,43 +176,50 @@ class Quickstart:
     def _training_data(self) -> str:
         return f"shapes:?n={TRAIN_SCENES}&seed={self.seed}&size={WORLD_CLIP['image_size']}"
 
+    def run_dir(self, method: str) -> Path:
+        return self.out / "runs" / method
+
     def _train(self, method: str, plan: MethodPlan, clip: Path) -> Stage:
+        settings = (
+            f"clip={clip}", *_WORLD_TRAINING, f"train.checkpoint_every={plan.steps}", f"train.seed={self.seed}",
+            *plan.model, *plan.train,
+        )  # fmt: skip
         argv = (
             "train", "--method", method, "--preset", "tiny",
             "--data", self._training_data(),
             "--steps", str(plan.steps), "--batch-size", str(plan.batch_size),
-            *_sets((f"clip={clip}", *_WORLD_TRAINING, f"train.seed={self.seed}", *plan.model, *plan.train)),
-            "--output", str(self.out / "runs" / method),
+            *_sets(settings), "--output", str(self.run_dir(method)),
         )  # fmt: skip
-        return Stage(f"train {method} ({plan.steps} steps of {plan.batch_size})", argv)
+        title = f"train {method} ({plan.steps} steps of {plan.batch_size})"
+        return Stage(title, argv, done=self.checkpoint(method), partial=self.run_dir(method))
 
-    def _bench(self, method: str, label: str, weights: Path, settings: Sequence[str] = ()) -> Stage:
+    def _bench(self, title: str, label: str, model: Sequence[str]) -> Stage:
         argv = (
-            "bench", "--method", method, "--preset", "tiny",
-            "--dataset", "shapes", "--protocol", "shapes", "--data-root", str(self.data_root),
-            "--weights", str(weights), *_sets(settings),
+            "bench", *model, "--dataset", "shapes", "--data-root", str(self.data_root),
             "--output", str(self.results / label),
         )  # fmt: skip
-        return Stage(f"score {method} ({label})", argv, label)
+        return Stage(title, argv, done=self.results / label, partial=self.results / label)
 
     def _plan(self) -> list[Stage]:
         pretrained = self.checkpoint("clip")
+        shapes = self.data_root / "shapes"
         stages = [
             Stage(
                 f"write the shapes benchmark ({BENCHMARK_IMAGES} held-out scenes)",
                 ("data", "synthetic", "shapes", "--out", str(self.data_root), "-n", str(BENCHMARK_IMAGES)),
+                done=shapes / ".textseg-synthetic.json",
+                partial=shapes,
             ),
             self._train("clip", CLIP_PLAN, self.random_clip),
         ]
         for method in ("clip", "maskclip"):
-            stages.append(self._bench(method, f"{method}-random", self.random_clip))
-            stages.append(self._bench(method, f"{method}-pretrained", pretrained))
+            for label, clip in ((f"{method}-random", self.random_clip), (f"{method}-pretrained", pretrained)):
+                model = ("--method", method, "--preset", "tiny", "--weights", str(clip))
+                stages.append(self._bench(f"score {method} ({label})", label, model))
         for method in self.methods:
-            plan = METHOD_PLANS[method]
-            stages.append(self._train(method, plan, pretrained))
-            stages.append(
-                self._bench(method, method, self.checkpoint(method), (f"clip={pretrained}", *plan.model))
-            )
+            stages.append(self._train(method, METHOD_PLANS[method], pretrained))
+            # The run folder restores the method, its preset and the settings it trained with.
+            stages.append(self._bench(f"score {method}", method, ("--weights", str(self.run_dir(method)))))
         stages.append(
             Stage(
                 "rebuild the leaderboard",
@@ -217,10 +240,17 @@ class Quickstart:
         """
         import torch
 
+        marker = self.out / MARKER
+        plan = {"seed": self.seed, "methods": list(self.methods)}
         if self.out.exists() and any(self.out.iterdir()):
-            raise ConfigError(
-                f"quickstart --out {self.out} already exists and is not empty; choose another --out"
-            )
+            if not marker.is_file() or json.loads(marker.read_text(encoding="utf-8")) != plan:
+                raise ConfigError(
+                    f"quickstart --out {self.out} already exists and is not an interrupted quickstart with the same "
+                    "--seed and --methods; choose another --out"
+                )
+            echo(f"[quickstart] continuing the interrupted quickstart in {self.out}: finished steps are kept")
+        else:
+            write_json(marker, plan)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
@@ -232,12 +262,18 @@ class Quickstart:
         from textseg.testing.tiny_clip import build_tiny_clip
 
         start = time.perf_counter()
-        build_tiny_clip(self.random_clip, seed=self.seed, **WORLD_CLIP)
-        echo(f"[quickstart] built a random tiny CLIP for the world in {self.random_clip}")
+        if not (self.random_clip / "config.json").is_file():
+            build_tiny_clip(self.random_clip, seed=self.seed, **WORLD_CLIP)
+            echo(f"[quickstart] built a random tiny CLIP for the world in {self.random_clip}")
         for number, stage in enumerate(self.stages, 1):
             echo(
-                f"\n[quickstart {number}/{len(self.stages)}] {stage.title}\n  $ textseg {' '.join(stage.argv)}"
+                f"\n[quickstart {number}/{len(self.stages)}] {stage.title}\n  $ {shlex.join(['textseg', *stage.argv])}"
             )
+            if stage.finished:
+                echo("  done in an earlier run: kept")
+                continue
+            if stage.partial is not None and stage.partial.exists():
+                shutil.rmtree(stage.partial)  # an interrupted step: run it again from the start
             began = time.perf_counter()
             code = command(list(stage.argv))
             if code not in (0, None):

@@ -1,4 +1,5 @@
-"""``textseg list [methods|benchmarks|protocols]``: what is installed, and where it comes from."""
+"""``textseg list [methods|benchmarks|protocols]``: what is installed, and where it comes from;
+``textseg list presets METHOD``: a method's presets and every setting ``--set`` can change."""
 
 from __future__ import annotations
 
@@ -16,7 +17,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="list methods, benchmarks and protocols (plugins included)",
         description="List registered methods, benchmarks and protocols with their origin.",
     )
-    parser.add_argument("what", nargs="?", choices=sorted(REGISTRIES), help="only this kind (default: all)")
+    parser.add_argument(
+        "what",
+        nargs="?",
+        choices=sorted([*REGISTRIES, "presets"]),
+        help="only this kind (default: all); presets: the presets and settings of METHOD",
+    )
+    parser.add_argument("method", nargs="?", metavar="METHOD", help="for `textseg list presets METHOD`")
     parser.set_defaults(run=run)
 
 
@@ -27,7 +34,50 @@ def _summary(item: object) -> str:
     return summary
 
 
+def _presets_line(spec: object) -> str:
+    presets = getattr(spec, "presets", None)
+    if not presets:
+        return ""
+    default = getattr(spec, "default_preset", "")
+    return "presets: " + ", ".join(f"{name} (default)" if name == default else name for name in presets)
+
+
+def list_presets(name: str) -> None:
+    """Each preset (summary, protocol, settings, per-benchmark settings), then every setting with
+    its type, default and valid range."""
+    from textseg.config import Range, field_types
+
+    spec = METHODS.get(name)
+    print(f"{spec.name}: {spec.summary}\n")
+    for preset_name, preset in spec.presets.items():
+        default = " (default)" if preset_name == spec.default_preset else ""
+        print(f"preset {preset_name}{default}: {preset.summary}")
+        print(f"  protocol: {preset.protocol}")
+        settings = {**preset.model, **{f"train.{k}": v for k, v in preset.train.items()}}
+        for key, value in settings.items():
+            print(f"  {key}={value}")
+        for benchmark, values in preset.benchmarks.items():
+            print(f"  on {benchmark}: " + " ".join(f"{k}={v}" for k, v in values.items()))
+    inference = getattr(spec.build, "inference_settings", ())
+    print("\nsettings (--set KEY=VALUE; train.KEY for training):")
+    defaults = spec.config_cls()
+    for field_name, annotation in field_types(spec.config_cls).items():
+        ranges = [str(m) for m in getattr(annotation, "__metadata__", ()) if isinstance(m, Range)]
+        shown = f"  {field_name} = {getattr(defaults, field_name)!r}"
+        extra = [f"in {r}" for r in ranges] + (
+            ["inference only: method.reconfigure"] if field_name in inference else []
+        )
+        print(shown + (f"  ({'; '.join(extra)})" if extra else ""))
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.what == "presets" or args.method:
+        if args.what != "presets" or not args.method:
+            from textseg.errors import ConfigError
+
+            raise ConfigError("usage: textseg list presets METHOD (e.g. textseg list presets tcl)")
+        list_presets(args.method)
+        return 0
     kinds = [args.what] if args.what else list(REGISTRIES)
     for kind in kinds:
         rows = REGISTRIES[kind].listing()
@@ -42,5 +92,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"textseg: {row.error}", file=sys.stderr)
             else:
                 print(f"  {name}  {origin}  {_summary(row.item)}")
+                if kind == "methods" and (line := _presets_line(row.item)):
+                    print(f"  {' ' * width}  {' ' * origin_width}  {line}")
         print()
     return 0

@@ -39,8 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train a method on image-text data",
         description=(
-            "Train a method on image-caption pairs. Checkpoints go to OUTPUT/checkpoints/step-N/; each "
-            "is accepted by `textseg bench --weights`. Multi-GPU: accelerate launch -m textseg train ..."
+            "Train a method on image-caption pairs. Checkpoints go to OUTPUT/checkpoints/step-N/. "
+            "`textseg bench --weights OUTPUT` (or a checkpoint folder) scores the trained model: the run "
+            "restores its method, preset and settings. Multi-GPU: accelerate launch -m textseg train ..."
         ),
     )
     parser.add_argument("--method", help="a trainable method (see `textseg list methods`)")
@@ -57,8 +58,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--data",
         action="append",
         metavar="SPEC",
-        help="image-text data: tar shards 'dir/{00000..00331}.tar', hf:<id or folder>, a .parquet "
-        "or .csv/.tsv table; join sources with '::' or repeat --data (see README, Training)",
+        help="image-text data, one of: webdataset tar shards 'dir/{00000..00331}.tar'; a Hugging Face dataset "
+        "'hf:<hub id or save_to_disk folder>'; a table of image paths and captions 'pairs.parquet', "
+        "'pairs.csv', 'pairs.tsv'; the generated shapes world 'shapes:?n=20000&seed=0&size=64'. Options "
+        "follow '?' (e.g. ?image=jpg&caption=txt); join sources with '::' or repeat --data (README, Training)",
     )
     parser.add_argument("--steps", type=int, help="optimisation steps in total (train.steps)")
     parser.add_argument(
