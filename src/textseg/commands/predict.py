@@ -78,7 +78,6 @@ def run(args: argparse.Namespace) -> int:
     )
     protocol = PROTOCOLS.get(resolved.protocol)
     classes = parse_classes(args.classes)
-    vocab = Vocabulary(tuple(classes), get_templates(args.templates or protocol.templates))
     try:
         with Image.open(args.image) as img:
             image = np.array(img.convert("RGB"))
@@ -89,7 +88,14 @@ def run(args: argparse.Namespace) -> int:
     method = spec.build(resolved.model)
     apply_weights(method, spec, args.weights)
     method.to(device).eval()
-    threshold = method.background_threshold() if args.background else None
+    own_background = args.background and method.scores_background
+    threshold = method.background_threshold() if args.background and not own_background else None
+    # A method that decides background itself (GroupViT) gets it as class 0 of the vocabulary.
+    vocab = Vocabulary(
+        ((("background",),) if own_background else ()) + tuple(classes),
+        get_templates(args.templates or protocol.templates),
+        background_query=own_background,
+    )
 
     inputs = preprocess(image, (protocol.max_long_side, protocol.short_side), protocol.mean, protocol.std)
     with torch.no_grad():
@@ -98,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
         labels = image_labels(batcher, job, image.shape[:2], threshold, background_query=False)
         labels = labels.cpu().numpy().astype(np.int64)
 
-    names = (["background"] if threshold is not None else []) + [c[0] for c in classes]
-    colours = class_colours(len(names), background=threshold is not None)
+    names = (["background"] if args.background else []) + [c[0] for c in classes]
+    colours = class_colours(len(names), background=args.background)
     out = args.out or Path(f"{args.image.stem}_overlay.png")
     save_png(render_overlay(image, labels, names, colours), out)
     print(f"overlay: {out}")
