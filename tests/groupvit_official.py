@@ -47,8 +47,8 @@ def official_state(method: GroupViT) -> dict[str, torch.Tensor]:
         "text_encoder.ln_final.bias": text.final_layer_norm.bias,
         "logit_scale": model.logit_scale,
     }
-    if hasattr(method, "multi_label_logit_scale"):
-        out["multi_label_logit_scale"] = method.multi_label_logit_scale
+    if hasattr(method, "prompt_logit_scale"):
+        out["multi_label_logit_scale"] = method.prompt_logit_scale
     for i, stage in enumerate(vision.encoder.stages):
         for j, layer in enumerate(stage.layers):
             out.update(_layer(layer, _BLOCK, f"img_encoder.layers.{i}.blocks.{j}.", "attn.qkv."))

@@ -161,7 +161,7 @@ def test_official_checkpoint_converts_onto_the_method(spec) -> None:
     # a model trained without prompts (the RedCaps release) has no multi-label temperature
     del official["multi_label_logit_scale"]
     converted = spec.convert_checkpoint(official, target)
-    torch.testing.assert_close(converted["multi_label_logit_scale"], target.multi_label_logit_scale.detach())
+    torch.testing.assert_close(converted["prompt_logit_scale"], target.prompt_logit_scale.detach())
 
 
 def test_transformers_weights_load_by_name(spec) -> None:

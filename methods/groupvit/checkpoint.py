@@ -23,8 +23,8 @@ Two namings reach :func:`convert_checkpoint` (it runs when no key of a file is o
     (:func:`~textseg.clip.openai_format.openai_block_to_hf`);
   - ``{img,text}_projector.linear_hidden.{0,1}`` / ``linear_out`` (1x1 Conv1d, BatchNorm) ->
     ``{visual,text}_projection.{0,1,3}`` (the convolution kernels squeezed to matrices);
-  - ``logit_scale``; ``multi_label_logit_scale`` (absent from the RedCaps model, which trained
-    without prompts: then ours stays).
+  - ``logit_scale``; ``multi_label_logit_scale`` -> ``prompt_logit_scale`` (absent from the RedCaps
+    model, which trained without prompts: then ours stays).
 
 Any other key fits nowhere and is an error listing those keys.
 """
@@ -95,7 +95,7 @@ _SIMPLE = {
     "text_encoder.ln_final.weight": "model.text_model.final_layer_norm.weight",
     "text_encoder.ln_final.bias": "model.text_model.final_layer_norm.bias",
     "logit_scale": "model.logit_scale",
-    "multi_label_logit_scale": "multi_label_logit_scale",
+    "multi_label_logit_scale": "prompt_logit_scale",
 }
 _PROJECTORS = {"img_projector.": "model.visual_projection.", "text_projector.": "model.text_projection."}
 _PROJECTOR_LAYERS = {"linear_hidden.0.": "0.", "linear_hidden.1.": "1.", "linear_out.": "3."}
@@ -165,7 +165,7 @@ def convert_transformers(state: Mapping[str, Tensor]) -> tuple[dict[str, Tensor]
         if key.startswith(_HF_PREFIXES) or key == "logit_scale":
             out[f"model.{key}"] = value
         elif key == "multi_label_logit_scale":
-            out[key] = value
+            out["prompt_logit_scale"] = value
         else:
             unknown.append(key)
     return out, unknown
@@ -185,8 +185,8 @@ def convert_checkpoint(state: Mapping[str, Tensor], method: SegMethod) -> dict[s
             f"{key_listing(sorted(unknown))}"
         )
     own = method.state_dict()
-    if "multi_label_logit_scale" in own:
-        out.setdefault("multi_label_logit_scale", own["multi_label_logit_scale"])
+    if "prompt_logit_scale" in own:
+        out.setdefault("prompt_logit_scale", own["prompt_logit_scale"])
     else:
-        out.pop("multi_label_logit_scale", None)  # trained with prompts, scored here without
+        out.pop("prompt_logit_scale", None)  # trained with prompts, scored here without
     return out

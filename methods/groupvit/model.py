@@ -160,7 +160,7 @@ def official_init(model: GroupViTModel) -> None:
 
 class GroupViT(SegMethod):
     """State dict: ``model.*`` (transformers' ``GroupViTModel`` names) and, with ``multi_label`` > 0,
-    ``multi_label_logit_scale``.
+    ``prompt_logit_scale`` (the multi-label loss's temperature, officially ``multi_label_logit_scale``).
 
     On benchmarks with a background class GroupViT decides background itself, per window
     (``scores_background``): the harness gives it a vocabulary whose class 0 is background and
@@ -176,7 +176,7 @@ class GroupViT(SegMethod):
         self.model = GroupViTModel(hf_config(config, self.tokenizer))
         official_init(self.model)
         if config.multi_label:  # as officially: only a model trained with prompts has this temperature
-            self.multi_label_logit_scale = nn.Parameter(torch.tensor(config.initial_logit_scale))
+            self.prompt_logit_scale = nn.Parameter(torch.tensor(config.initial_logit_scale))
         blocks = sum(config.depths)
         rates = torch.linspace(0, config.drop_path, blocks).tolist() if blocks else []
         starts = [sum(config.depths[:i]) for i in range(len(config.depths))]
@@ -320,7 +320,7 @@ class GroupViT(SegMethod):
         scale = self.logit_scale()
         terms = {"image_text": image_text_loss(image, embedded[:, 0], scale)}
         if texts.shape[1] > 1:
-            ml_scale = self.multi_label_logit_scale.exp().clamp(max=self.config.max_logit_scale)
+            ml_scale = self.prompt_logit_scale.exp().clamp(max=self.config.max_logit_scale)
             ml = multi_label_loss(image, embedded[:, 1:], ml_scale)
             terms["multi_label"] = self.config.multi_label_weight * ml
         total = torch.stack(list(terms.values())).sum()
