@@ -51,9 +51,10 @@ CHECKPOINTS = {
         preset="paper",
     ),
     "official-redcaps": Checkpoint(
-        RELEASE + "group_vit_gcc_redcap_30e-3dd09a76.pth",
-        summary="the authors' gcc-redcaps release (URL by analogy with the yfcc one: unverified)",
-        preset="paper",
+        # as linked from PGSeg's README (the yfcc URL is the one the authors' demo Space loads)
+        "https://github.com/xvjiarui/GroupViT-1/releases/download/v1.0.0/group_vit_gcc_redcap_30e-3dd09a76.pth",
+        summary="the authors' gcc-redcaps release (official naming, converted on load)",
+        preset="redcaps",
     ),
     "hub-yfcc": Checkpoint(
         HUB.format("groupvit-gcc-yfcc"),
@@ -63,7 +64,7 @@ CHECKPOINTS = {
     "hub-redcaps": Checkpoint(
         HUB.format("groupvit-gcc-redcaps"),
         summary="the same model as transformers' nvidia/groupvit-gcc-redcaps",
-        preset="paper",
+        preset="redcaps",
     ),
 }
 
