@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from eval_helpers import ChannelScores, ThresholdConfig, raw_protocol
 from groupvit_official import official_state
 
-from textseg.api import Vocabulary
+from textseg.api import TextState, Vocabulary
 from textseg.contrastive import clip_loss
 from textseg.errors import WeightsError
+from textseg.evaluation.evaluator import evaluate
 from textseg.methods.groupvit.grouping import (
     background,
     gather_groups,
@@ -226,3 +229,40 @@ def test_training_sample_holds_the_caption_then_word_prompts(spec) -> None:
     assert transform.prompts("nothing known here") == ["nothing known here"] * 2
     out = transform(sample)
     assert out["image"].shape == (3, 64, 64) and out["text"].shape == (3, 32)
+
+
+class _OwnBackground(ChannelScores):
+    """Decides background itself: class 0 where the red channel is above 1/2; class 1 elsewhere."""
+
+    scores_background = True
+
+    def __init__(self) -> None:
+        super().__init__(ThresholdConfig(bg_thresh=0.99))  # never applied: the method decides
+        self.vocabularies: list[Vocabulary] = []
+
+    def encode_vocabulary(self, vocab: Vocabulary) -> TextState:
+        self.vocabularies.append(vocab)
+        return TextState(vocab)
+
+    def segment(self, images: torch.Tensor, text: TextState) -> torch.Tensor:
+        scores = torch.zeros(images.shape[0], text.vocabulary.num_classes, *images.shape[2:])
+        scores[:, 0] = (images[:, 0] > 0.5).float()
+        scores[:, 1] = 0.5
+        return scores + self.anchor
+
+
+def test_the_harness_takes_the_background_a_method_scores_itself(tmp_path) -> None:
+    voc = BENCHMARKS.get("voc21")
+    voc.layout.write_synthetic(tmp_path, voc.num_classes, n=1, seed=3)
+    source = voc.open(tmp_path)
+    sample = source[0]
+    method = _OwnBackground()
+    protocol = raw_protocol(min(sample.label.shape), crop=None)  # no resize: scores are per pixel
+    result = evaluate(method, voc, source, protocol, num_workers=0, progress=False)
+    (vocab,) = method.vocabularies
+    assert vocab.background_query and vocab.num_classes == 21 and vocab.classes[0] == ("background",)
+    red = sample.image[..., 0][sample.label != 255] / 255
+    predicted = np.zeros(21, dtype=np.int64)
+    predicted[:2] = (red > 0.5).sum(), (red <= 0.5).sum()
+    assert predicted[0] > 0 and predicted[1] > 0
+    np.testing.assert_array_equal(result.confusion.sum(0), predicted)
