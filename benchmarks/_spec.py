@@ -7,6 +7,8 @@ byte (no final newline; a line's names are ``", "``-separated; ``'wood '`` in Co
 space as SCLIP queries it); NACLIP ships the same files. ``classnames/clearclip/`` are ClearCLIP's
 (mc-lan/ClearCLIP ``configs/cls_*.txt`` at ad68a40): SCLIP's files except VOC21, VOC20 and
 COCO-Object, which have one plain name per class (``ship``, ``table``, ``tvmonitor`` on VOC).
+``classnames/groupvit/`` are the names GroupViT's own evaluation prompts with (its dataset classes in
+NVlabs/GroupViT ``segmentation/datasets/*.py``), for the three benchmarks it evaluates on.
 """
 
 from __future__ import annotations
@@ -31,12 +33,22 @@ def class_names(benchmark: str) -> tuple[str, ...]:
     return _lines(f"{benchmark}.txt")
 
 
-#: The synonym vocabularies every built-in benchmark has, by folder under ``classnames/``.
-VOCABULARIES = ("sclip", "clearclip")
+#: The synonym vocabularies of the built-in benchmarks, by folder under ``classnames/``; a benchmark
+#: has those whose folder holds its file.
+VOCABULARIES = ("sclip", "clearclip", "groupvit")
 
 
 def vocabulary_names(vocabulary: str, benchmark: str) -> tuple[str, ...]:
     return _lines(f"{vocabulary}/{benchmark}.txt")
+
+
+def _vocabularies(benchmark: str) -> dict[str, tuple[str, ...]]:
+    folder = resources.files(__package__).joinpath("classnames")
+    return {
+        vocabulary: vocabulary_names(vocabulary, benchmark)
+        for vocabulary in VOCABULARIES
+        if folder.joinpath(vocabulary, f"{benchmark}.txt").is_file()
+    }
 
 
 def builtin(
@@ -57,6 +69,6 @@ def builtin(
         layout=layout,
         reduce_zero_label=reduce_zero_label,
         split_size=split_size,
-        synonyms={vocabulary: vocabulary_names(vocabulary, name) for vocabulary in VOCABULARIES},
+        synonyms=_vocabularies(name),
         data_hint=" or ".join(layout.fix_commands(Path("<data root>"))),
     )

@@ -95,3 +95,20 @@ def test_code_benches_an_official_format_checkpoint_on_ade20k(tmp_path: Path) ->
 def test_vilseg_benches_its_tiny_preset(voc_root: Path, tmp_path: Path) -> None:
     record = read_record(_bench("vilseg", voc_root, tmp_path, "--preset", "tiny"))
     assert record.method == "vilseg" and record.weights == {"kind": "random-init"} and record.num_images == 2
+
+
+def test_groupvit_benches_an_official_format_checkpoint_under_its_protocol(
+    voc_root: Path, tmp_path: Path
+) -> None:
+    from groupvit_official import official_state
+
+    torch.manual_seed(0)
+    trained = METHODS.get("groupvit").create("tiny")
+    for p in trained.parameters():
+        p.data.add_(0.01 * torch.randn_like(p))
+    checkpoint = tmp_path / "group_vit.pth"
+    torch.save({"model": official_state(trained), "epoch": 30}, checkpoint)
+    args = ("--preset", "tiny", "--protocol", "groupvit", "--weights", str(checkpoint))
+    record = read_record(_bench("groupvit", voc_root, tmp_path / "out", *args))
+    assert (record.protocol, record.num_images, len(record.per_class_iou)) == ("groupvit", 2, 21)
+    assert record.weights is not None and record.weights["sha256"] == file_digest(checkpoint)

@@ -1,9 +1,11 @@
 """Every shipped trainable method end to end: ``textseg train`` on img2dataset shards (with periodic
-evaluation through the harness), then ``textseg bench --weights <checkpoint folder>``."""
+evaluation through the harness), then the ``textseg bench`` command that ``textseg train`` prints for
+its last checkpoint (only the benchmark and where the data and records go are filled in)."""
 
 from __future__ import annotations
 
 import csv
+import shlex
 from pathlib import Path
 
 import pytest
@@ -26,9 +28,9 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"shards": root / "shards", "data": root / "data"}
 
 
-@pytest.mark.parametrize(("method", "steps"), [("tcl", 3), ("code", 3), ("vilseg", 2)])
+@pytest.mark.parametrize(("method", "steps"), [("tcl", 3), ("code", 3), ("vilseg", 2), ("groupvit", 2)])
 def test_train_then_bench_the_checkpoint(
-    method: str, steps: int, inputs: dict[str, Path], tmp_path: Path
+    method: str, steps: int, inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = tmp_path / "run"
     train = ["train", "--method", method, "--preset", "tiny", "--data", str(inputs["shards"])]
@@ -42,11 +44,18 @@ def test_train_then_bench_the_checkpoint(
         logged = {(int(row["step"]), row["name"]) for row in csv.DictReader(handle)}
     assert (steps, "train/loss") in logged and (steps, "eval/voc21/mIoU") in logged
 
+    printed = capsys.readouterr().out
+    (command,) = [
+        line.removeprefix("score it: ") for line in printed.splitlines() if line.startswith("score it: ")
+    ]
+    program, *bench = shlex.split(command)  # the run folder restores the method, preset and settings
+    assert program == "textseg" and bench[:3] == ["bench", "--weights", str(run)]
     out = tmp_path / "records"
-    bench = ["bench", "--method", method, "--preset", "tiny", "--dataset", "voc21"]
-    bench += ["--data-root", str(inputs["data"]), "--weights", str(checkpoints[-1][1]), "--output", str(out)]
-    assert main([*bench, "--num-workers", "0"]) == 0
+    assert main([*bench, "--output", str(out), "--num-workers", "0"]) == 0
     (record_path,) = out.glob("*.json")
     record = read_record(record_path)
-    assert record.weights is not None and record.weights["path"].endswith("weights.safetensors")
+    assert (record.method, record.preset, record.benchmark) == (method, "tiny", "voc21")
+    assert record.weights is not None and record.weights["path"] == str(
+        checkpoints[-1][1] / "weights.safetensors"
+    )
     assert record.num_images == 2

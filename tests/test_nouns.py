@@ -80,6 +80,13 @@ def test_nltk_backend_keeps_noun_tags_and_applies_the_official_filter(fake_nltk)
     assert pickle.loads(pickle.dumps(nouns))("dogs") == ["dogs"]
 
 
+def test_nltk_backend_with_other_tags_and_every_occurrence(fake_nltk) -> None:
+    """GroupViT's parser: nouns and verbs, repeats and single letters kept, in caption order."""
+    words = noun_extractor(NounConfig("nltk"), tags={"NN", "NNS", "VBG"}, distinct=False)
+    assert words("a dog running in Paris x dogs dog") == ["dog", "running", "x", "dogs", "dog"]
+    assert pickle.loads(pickle.dumps(words))("running dog") == ["running", "dog"]
+
+
 def test_nltk_backend_names_the_download_command_when_data_is_missing(fake_nltk) -> None:
     fake_nltk.missing = {"averaged_perceptron_tagger_eng"}
     with pytest.raises(NounDataError) as error:

@@ -33,9 +33,10 @@ class Vocabulary:
     """The classes a method must score, each with one or more names (synonyms), and the templates.
 
     The score of a class with several names is the best score over its names. ``background_query``
-    is True when ``classes[0]`` holds background names to be scored as text (the SCLIP-family name
-    files do this); otherwise background, where a benchmark has it, is not a text query at all and
-    the harness adds a constant channel at the method's threshold.
+    is True when ``classes[0]`` is background, to be scored as text (the SCLIP-family name files do
+    this) or, for a method with ``scores_background``, decided by the method itself; otherwise
+    background, where a benchmark has it, is not in the vocabulary at all and the harness adds a
+    constant channel at the method's threshold.
     """
 
     classes: tuple[tuple[str, ...], ...]
@@ -139,10 +140,16 @@ class SegMethod(nn.Module, abc.ABC):
     ``scores_per_name``: :meth:`segment` returns one channel per *name* (``vocab.names``, synonyms
     included) and :meth:`postprocess` reduces them to one per class. The SCLIP family needs this:
     its softmax runs over every name of the merged, full-size logits before the synonym max.
+
+    ``scores_background``: the method decides background itself, window by window (GroupViT).
+    On benchmarks with a background class the harness then passes a vocabulary whose class 0 is
+    background (``background_query``), :meth:`segment` returns that channel with the others, and
+    the label is the plain argmax: no threshold is applied after the windows are merged.
     """
 
     pretrained_prefixes: tuple[str, ...] = ()
     scores_per_name: bool = False
+    scores_background: bool = False
     #: Config fields that only change inference (PAMR, TCL's kp branch, thresholds): they may be
     #: changed on a built method with :meth:`reconfigure`, without building it or reading weights again.
     inference_settings: tuple[str, ...] = ()

@@ -80,16 +80,15 @@ def predict(
     ``image``: a path, a PIL image or an ``[H, W, 3]`` uint8 array. ``classes``: ``"cat, dog|puppy"``
     (as ``--classes``) or a list of names (or of synonym tuples). ``labels[y, x]`` indexes
     ``["background", *classes]`` with ``background`` (pixels where no class beats the method's
-    ``bg_thresh``), else ``classes``; ``scores`` are the per-class scores ``[K, H, W]`` before
-    background.
+    ``bg_thresh``, or that the method itself calls background), else ``classes``; ``scores`` are the
+    per-class scores ``[K, H, W]`` before the background threshold.
     """
     import numpy as np
     import torch
     from PIL import Image
 
-    from textseg.api import Vocabulary
     from textseg.benchmark import read_image
-    from textseg.evaluation.inference import segment_image
+    from textseg.evaluation.inference import prediction_vocabulary, segment_image
     from textseg.registry import PROTOCOLS
     from textseg.text.templates import get_templates
 
@@ -102,8 +101,9 @@ def predict(
         pixels = np.asarray(image, dtype=np.uint8)
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ConfigError(f"image must be [H, W, 3] RGB, got shape {pixels.shape}")
-    vocab = Vocabulary(tuple(_classes(classes)), get_templates(templates or protocol.templates))
-    threshold = method.background_threshold() if background else None
+    vocab, threshold = prediction_vocabulary(
+        method, _classes(classes), get_templates(templates or protocol.templates), background
+    )
     with torch.no_grad():
         labels, scores = segment_image(method, method.encode_vocabulary(vocab), pixels, protocol, threshold)
     return labels.cpu().numpy().astype(np.int64), scores.cpu().numpy()

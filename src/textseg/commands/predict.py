@@ -67,10 +67,9 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from textseg.api import Vocabulary
     from textseg.benchmark import read_image
     from textseg.config import parse_assignments
-    from textseg.evaluation.inference import segment_image
+    from textseg.evaluation.inference import prediction_vocabulary, segment_image
     from textseg.loading import request_model
     from textseg.overlay import class_colours, render_overlay, save_label_map, save_png
     from textseg.registry import PROTOCOLS
@@ -80,19 +79,20 @@ def run(args: argparse.Namespace) -> int:
     config = request.resolve()
     protocol = PROTOCOLS.get(config.protocol)
     classes = parse_classes(args.classes)
-    vocab = Vocabulary(tuple(classes), get_templates(args.templates or protocol.templates))
     image = read_image(args.image, "--image")
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     method, _ = request.build(config)
     method.to(device).eval()
-    threshold = method.background_threshold() if args.background else None
+    vocab, threshold = prediction_vocabulary(
+        method, classes, get_templates(args.templates or protocol.templates), args.background
+    )
     with torch.no_grad():
         labels, _ = segment_image(method, method.encode_vocabulary(vocab), image, protocol, threshold)
     labels = labels.cpu().numpy().astype(np.int64)
 
-    names = (["background"] if threshold is not None else []) + [c[0] for c in classes]
-    colours = class_colours(len(names), background=threshold is not None)
+    names = (["background"] if args.background else []) + [c[0] for c in classes]
+    colours = class_colours(len(names), background=args.background)
     out = args.out or Path(f"{args.image.stem}_overlay.png")
     save_png(render_overlay(image, labels, names, colours), out)
     print(f"overlay: {out}")

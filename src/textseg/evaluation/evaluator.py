@@ -107,8 +107,11 @@ def evaluate(
     autocast = _autocast(device, precision)
     protocol = protocol.for_benchmark(benchmark.name)
     synonyms = synonyms if synonyms is not None else protocol.synonyms
-    vocabulary = benchmark.vocabulary(get_templates(protocol.templates), synonyms, protocol.background_query)
-    threshold = model.background_threshold() if benchmark.background else None
+    own_background = benchmark.background and model.scores_background
+    vocabulary = benchmark.vocabulary(
+        get_templates(protocol.templates), synonyms, protocol.background_query or own_background
+    )
+    threshold = model.background_threshold() if benchmark.background and not own_background else None
     size = len(source) if limit is None else min(len(source), limit)
     dataset = EvalImages(
         source,

@@ -10,7 +10,7 @@ is divided by how many windows covered each pixel.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from textseg.api import SegMethod, TextState
+from textseg.api import SegMethod, TextState, Vocabulary
 from textseg.errors import TextsegError
 from textseg.evaluation.protocol import Protocol
 from textseg.evaluation.windows import Window, window_grid
@@ -189,6 +189,18 @@ def image_labels(
 ) -> Tensor:
     """Class index per pixel ``[H, W]`` of a scored image: :func:`image_scores`, background, argmax."""
     return assign_labels(image_scores(batcher, job, size), threshold, background_query)[0]
+
+
+def prediction_vocabulary(
+    method: SegMethod, classes: Sequence[Sequence[str]], templates: Sequence[str], background: bool
+) -> tuple[Vocabulary, float | None]:
+    """The vocabulary and background threshold for segmenting free-form ``classes``: with
+    ``background``, a method that decides background itself (``scores_background``, GroupViT) gets
+    it as class 0 of the vocabulary, any other is thresholded at its ``bg_thresh``."""
+    own = background and method.scores_background
+    names = ((("background",),) if own else ()) + tuple(tuple(c) for c in classes)
+    threshold = method.background_threshold() if background and not own else None
+    return Vocabulary(names, tuple(templates), background_query=own), threshold
 
 
 def segment_image(

@@ -75,7 +75,15 @@ def _dedup(words: Iterable[str]) -> list[str]:
 
 
 class NltkNouns:
-    """The official parser: NLTK tokens whose POS tag is a noun tag. Picklable (holds no NLTK state)."""
+    """The official parser: NLTK tokens whose POS tag is one of ``tags``. Picklable (holds no NLTK state).
+
+    ``distinct`` applies CoDe's filter (first occurrences only, no single letters); without it every
+    tagged word is kept in order, repeats included (GroupViT's parser, which also keeps verbs).
+    """
+
+    def __init__(self, tags: Iterable[str] = NOUN_TAGS, distinct: bool = True) -> None:
+        self.tags = frozenset(tags)
+        self.distinct = distinct
 
     def check(self) -> None:
         """Raise :class:`NounDataError` naming the fix if NLTK or its data is missing."""
@@ -109,7 +117,8 @@ class NltkNouns:
             tagged = nltk.pos_tag(nltk.word_tokenize(caption))
         except LookupError as exc:
             raise NounDataError(f"NLTK data is missing ({exc}). Fetch it once with: {NLTK_DOWNLOAD}") from exc
-        return _dedup(word for word, tag in tagged if tag in NOUN_TAGS)
+        words = [word for word, tag in tagged if tag in self.tags]
+        return _dedup(words) if self.distinct else words
 
 
 class LexiconNouns:
@@ -159,10 +168,16 @@ def resolve_lexicon(entries: Iterable[str]) -> tuple[str, ...]:
     return tuple(w.strip() for w in words if w.strip())
 
 
-def noun_extractor(config: NounConfig) -> NltkNouns | LexiconNouns:
-    """The extractor ``config`` names, checked (NLTK data present, lexicon not empty)."""
+def noun_extractor(
+    config: NounConfig, tags: Iterable[str] = NOUN_TAGS, distinct: bool = True
+) -> NltkNouns | LexiconNouns:
+    """The extractor ``config`` names, checked (NLTK data present, lexicon not empty).
+
+    ``tags`` and ``distinct`` configure the NLTK backend (see :class:`NltkNouns`); the lexicon
+    backend always returns distinct words.
+    """
     if config.backend == "nltk":
-        extractor = NltkNouns()
+        extractor = NltkNouns(tags, distinct)
         extractor.check()
         return extractor
     if config.backend == "lexicon":
