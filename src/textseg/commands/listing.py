@@ -1,4 +1,5 @@
-"""``textseg list [methods|benchmarks|protocols]``: what is installed, and where it comes from."""
+"""``textseg list [methods|benchmarks|protocols|backbones]``: what is installed, where it comes from,
+and which backbone spellings the ``clip`` and ``vfm`` settings take."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ REGISTRIES: dict[str, Registry] = {"methods": METHODS, "benchmarks": BENCHMARKS,
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "list",
-        help="list methods, benchmarks and protocols (plugins included)",
-        description="List registered methods, benchmarks and protocols with their origin.",
+        help="list methods, benchmarks, protocols (plugins included) and backbone spellings",
+        description="List registered methods, benchmarks and protocols with their origin, and the backbone "
+        "spellings that --set clip=... and --set vfm=... take (what each loads, whether it downloads).",
     )
-    parser.add_argument("what", nargs="?", choices=sorted(REGISTRIES), help="only this kind (default: all)")
+    parser.add_argument(
+        "what", nargs="?", choices=[*sorted(REGISTRIES), "backbones"], help="only this kind (default: all)"
+    )
     parser.set_defaults(run=run)
 
 
@@ -27,9 +31,25 @@ def _summary(item: object) -> str:
     return summary
 
 
+def _backbones() -> None:
+    from textseg.backbones import backbone_rows
+
+    rows = backbone_rows()
+    print(f"backbones ({len(rows)} spellings for --set clip=... and --set vfm=...):")
+    width = max(len(f"{row.setting}={row.spelling}") for row in rows)
+    for row in rows:
+        print(
+            f"  {f'{row.setting}={row.spelling}'.ljust(width)}  download: {row.download.ljust(5)}  {row.loads}"
+        )
+    print()
+
+
 def run(args: argparse.Namespace) -> int:
-    kinds = [args.what] if args.what else list(REGISTRIES)
+    kinds = [args.what] if args.what else [*REGISTRIES, "backbones"]
     for kind in kinds:
+        if kind == "backbones":
+            _backbones()
+            continue
         rows = REGISTRIES[kind].listing()
         print(f"{kind} ({len(rows)}):")
         width = max((len(row.entry.name) for row in rows), default=0)
