@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -160,3 +161,26 @@ def test_every_listed_spelling_says_whether_it_downloads() -> None:
         "sam_vit_b",
     ):
         assert name in by_name
+
+
+@pytest.mark.parametrize(
+    ("method", "preset", "clip"),
+    [
+        ("maskclip", "vit-l14", "openai/clip-vit-large-patch14"),
+        ("sclip", "vit-l14", "openai/clip-vit-large-patch14"),
+        ("naclip", "vit-l14-no-pamr", "openai/clip-vit-large-patch14"),
+        ("clearclip", "vit-l14", "openai/clip-vit-large-patch14"),
+        ("clearclip", "openclip-l14", "open_clip:ViT-L-14/laion2b_s32b_b82k"),
+        ("clearclip", "metaclip-b16", "open_clip:ViT-B-16-quickgelu/metaclip_fullcc"),
+    ],
+)
+def test_backbone_presets_change_the_backbone_and_nothing_else(method: str, preset: str, clip: str) -> None:
+    from textseg.registry import METHODS
+
+    spec = METHODS.get(method)
+    base = "no-pamr" if preset.endswith("no-pamr") else "paper"
+    for benchmark in ("voc21", "ade20k"):
+        ours = spec.resolve(preset, {}, benchmark=benchmark).model
+        paper = spec.resolve(base, {}, benchmark=benchmark).model
+        assert ours.clip == clip
+        assert dataclasses.replace(ours, clip=paper.clip) == paper

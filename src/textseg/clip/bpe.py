@@ -38,7 +38,7 @@ NUM_MERGES = 49152 - 256 - 2
 PROBE_PROMPTS = ("a photo of a cat.", "a bad photo of the dog and a person on grass.")
 
 HOW_TO_GIVE = (
-    "Give a tokenizer with --set tokenizer=... : a folder or hub id holding a CLIP tokenizer, or the path "
+    "Give a tokenizer with --set tokenizer=FOLDER_ID_OR_FILE: a folder or hub id holding a CLIP tokenizer, or the path "
     f"of OpenAI's {BPE_FILENAME} (pip install open_clip_torch ships it and textseg then finds it)."
 )
 

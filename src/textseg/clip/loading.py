@@ -40,6 +40,8 @@ from textseg.errors import WeightsError
 from textseg.hub import clause, hub_kwargs, looks_like_hub_id
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch16"
+#: OpenAI's CLIP ViT-L/14 (224 px) on the hub: the ViT-L/14 of the papers' backbone comparisons.
+OPENAI_VIT_L14 = "openai/clip-vit-large-patch14"
 #: The subfolder where a training checkpoint of the ``clip`` method keeps its CLIP.
 EXPORTED_CLIP = "clip"
 #: What to do when CLIP weights are not available, for messages.
