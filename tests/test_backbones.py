@@ -15,12 +15,16 @@ from textseg.errors import ConfigError, WeightsError
 TINY = ["tiny-dino8", "tiny-dino16", "tiny-dinov2", "tiny-dinov2-reg"]
 
 
-def official_positions(table: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """DINO's / DINOv2's ``interpolate_pos_encoding`` on a patch-only table (square grids: no swap)."""
+def official_positions(table: torch.Tensor, h: int, w: int, registers: bool) -> torch.Tensor:
+    """DINO's / DINOv2's ``interpolate_pos_encoding`` on a patch-only table: ``+0.1`` scale factor,
+    or (DINOv2 hub models with registers) by size with antialiasing."""
     n, dim = table.shape
     side = int(n**0.5)
     grid = table.reshape(1, side, side, dim).permute(0, 3, 1, 2).float()
-    out = F.interpolate(grid, scale_factor=((h + 0.1) / side, (w + 0.1) / side), mode="bicubic")
+    if registers:
+        out = F.interpolate(grid, size=(h, w), mode="bicubic", antialias=True)
+    else:
+        out = F.interpolate(grid, scale_factor=((h + 0.1) / side, (w + 0.1) / side), mode="bicubic")
     return out.permute(0, 2, 3, 1).reshape(h * w, dim)
 
 
@@ -32,7 +36,7 @@ def timm_reference(vfm, images: torch.Tensor) -> torch.Tensor:
     h, w = images.shape[-2] // p, images.shape[-1] // p
     table = model.pos_embed[0]
     n = 0 if model.no_embed_class else model.num_prefix_tokens
-    patches = official_positions(table[n:], h, w)  # square grids only: the official code swaps h and w
+    patches = official_positions(table[n:], h, w, registers=model.num_reg_tokens > 0)
     model.pos_embed = torch.nn.Parameter(torch.cat([table[:n], patches])[None])
     model.patch_embed.img_size = tuple(images.shape[-2:])
     model.patch_embed.grid_size = (h, w)
@@ -48,13 +52,13 @@ def test_tokens_equal_timm_at_the_native_size_and_after_interpolation(name: str)
     native = torch.randn(2, 3, *vfm.model.patch_embed.img_size)
     ours = vfm(native)
     assert torch.equal(ours.tokens, vfm.model.forward_features(native))
-    side = vfm.patch_size * 6  # a larger square window: positions interpolated
-    bigger = torch.randn(1, 3, side, side)
-    out = vfm(bigger)
-    assert out.grid == (6, 6)
-    torch.testing.assert_close(out.tokens, timm_reference(vfm, bigger), atol=1e-6, rtol=1e-5)
+    for rows, cols in ((6, 6), (7, 3), (2, 5)):  # larger and smaller grids: positions interpolated
+        images = torch.randn(1, 3, vfm.patch_size * rows, vfm.patch_size * cols)
+        out = vfm(images)
+        assert out.grid == (rows, cols)
+        torch.testing.assert_close(out.tokens, timm_reference(vfm, images), atol=1e-6, rtol=1e-5)
     assert out.num_prefix == 1 + (4 if name.endswith("reg") else 0)
-    assert out.patches.shape == (1, vfm.width, 6, 6)
+    assert out.patches.shape == (1, vfm.width, 2, 5)
     torch.testing.assert_close(out.patches.flatten(2).transpose(1, 2), out.tokens[:, out.num_prefix :])
 
 

@@ -127,3 +127,19 @@ def test_a_two_token_tokenizer_is_refused_even_if_the_sizes_agree(tmp_path: Path
     tokenizer = CLIPTokenizer.from_pretrained(tmp_path)
     with pytest.raises(WeightsError, match="cannot tokenise"):
         check_tokenizer(tokenizer, len(tokenizer), "a cache")
+
+
+def test_bench_offline_with_the_hub_default_ends_in_one_clean_message(
+    offline: Path, tmp_path: Path, capsys
+) -> None:
+    from textseg.cli import main
+    from textseg.registry import BENCHMARKS
+
+    spec = BENCHMARKS.get("voc21")
+    spec.layout.write_synthetic(tmp_path / "data", spec.num_classes, n=1, seed=0)
+    start = time.perf_counter()
+    code = main(["bench", "--method", "sclip", "--dataset", "voc21", "--data-root", str(tmp_path / "data")])
+    assert code != 0 and time.perf_counter() - start < 30
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "--set clip=FOLDER_OR_FILE" in err and "--preset tiny" in err
+    _message_is_clean(err.strip().splitlines()[-1])

@@ -205,3 +205,22 @@ def test_unknown_architectures_tags_and_unsupported_towers(tmp_path) -> None:
     )
     with pytest.raises(WeightsError, match="do not fit"):
         load_clip(f"open_clip:ViT-B-32/{wrong}")
+
+
+@pytest.mark.slow
+def test_bench_on_an_open_clip_backbone_names_it_in_the_record(tmp_path, capsys) -> None:
+    """``textseg bench --preset tiny --set clip=open_clip:ARCH`` runs offline and records the spelling."""
+    from textseg.cli import main
+    from textseg.evaluation.records import read_record
+    from textseg.registry import BENCHMARKS
+
+    spec = BENCHMARKS.get("voc21")
+    spec.layout.write_synthetic(tmp_path / "data", spec.num_classes, n=1, seed=0)
+    args = ["bench", "--method", "sclip", "--preset", "tiny", "--set", "clip=open_clip:textseg-tiny-vit"]
+    args += ["--dataset", "voc21", "--data-root", str(tmp_path / "data"), "--limit", "1"]
+    assert main([*args, "--output", str(tmp_path / "out"), "--num-workers", "0"]) == 0
+    assert "random weights" in capsys.readouterr().err
+    (path,) = (tmp_path / "out").glob("*.json")
+    record = read_record(path)
+    assert record.config["clip"] == "open_clip:textseg-tiny-vit"
+    assert record.overrides == {"clip": "open_clip:textseg-tiny-vit"}

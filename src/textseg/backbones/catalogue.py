@@ -23,6 +23,7 @@ same).
 from __future__ import annotations
 
 import difflib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ class VFMEntry:
     summary: str
     kind: Kind = "vit"
     positions: PositionMode = "scale"
+    antialias: bool = False
     #: Arguments of the timm class for a tiny random stand-in (``timm_name`` is then a class name).
     tiny: dict[str, Any] | None = field(default=None, hash=False)
 
@@ -57,7 +59,10 @@ def _dino(name: str, arch: str, what: str) -> VFMEntry:
 
 
 def _dinov2(name: str, arch: str, what: str) -> VFMEntry:
-    return VFMEntry(name, f"{arch}.lvd142m", "dinov2", f"DINOv2 {what} (facebookresearch/dinov2 hub {name})")
+    # The hub's register models resize positions by size with antialiasing, the others by +0.1 scale.
+    registers = dict(positions="size", antialias=True) if name.endswith("_reg") else {}
+    summary = f"DINOv2 {what} (facebookresearch/dinov2 hub {name})"
+    return VFMEntry(name, f"{arch}.lvd142m", "dinov2", summary, **registers)
 
 
 def _sam(name: str, arch: str, what: str) -> VFMEntry:
@@ -120,6 +125,8 @@ VFM_MODELS: dict[str, VFMEntry] = {
             "VisionTransformer",
             "dinov2",
             "tiny random DINOv2-style ViT with 4 registers (tests)",
+            positions="size",
+            antialias=True,
             tiny=dict(_TINY_DINOV2, reg_tokens=4, no_embed_class=True),
         ),
         VFMEntry(
@@ -226,13 +233,22 @@ def load_vfm(spelling: str) -> VisionFoundationModel:
     """The frozen model ``spelling`` names (see the module docstring), in eval mode, float32."""
     entry, weights = parse_vfm(spelling)
     model = _build(entry)
-    if weights is not None and weights != "random":
+    if weights == "random":
+        print(
+            f"textseg: note: {spelling}: random weights (seed {RANDOM_SEED}), for dry runs only",
+            file=sys.stderr,
+        )
+    elif weights is not None:
         _load_weights(model, entry, Path(weights).expanduser(), spelling)
-    elif weights is None and entry.tiny is None:
+    elif entry.tiny is None:
         _load_weights(model, entry, _release_file(entry), spelling)
-    positions = entry.positions
     return VisionFoundationModel(
-        model.float(), spelling=spelling, family=entry.family, kind=entry.kind, positions=positions
+        model.float(),
+        spelling=spelling,
+        family=entry.family,
+        kind=entry.kind,
+        positions=entry.positions,
+        antialias=entry.antialias,
     )
 
 

@@ -20,9 +20,11 @@ it, so a method gets in one pass what the 2024-25 methods read from these models
 concatenated back to ``C`` channels, as a map).
 
 Positions are interpolated for any input size as each family's official code does
-(:func:`textseg.clip.positions.interpolate_grid`): DINO and DINOv2 with the ``+0.1`` scale factor
-(``mode="scale"``; DINOv2 in float32, no antialiasing), MAE by size (``mode="size"``), SAM with
-timm's resampling (its official encoder takes 1024x1024 only; at that size nothing is resampled).
+(:func:`textseg.clip.positions.interpolate_grid`, in float32): DINO and DINOv2 without registers
+with the ``+0.1`` scale factor (``positions="scale"``), DINOv2 with registers by size with
+antialiasing (its hub models: ``interpolate_offset=0``, ``interpolate_antialias=True``), MAE by
+size, SAM with timm's resampling (its official encoder takes 1024x1024 only; at that size nothing is
+resampled).
 Inputs are normalised images (:attr:`VisionFoundationModel.mean` / ``std``, ImageNet's for every
 family here: :meth:`VisionFoundationModel.renormalize` converts from another normalisation, e.g.
 CLIP's); a side that is not a multiple of the patch size is floored by the patch convolution.
@@ -105,6 +107,7 @@ class VisionFoundationModel(nn.Module):
         family: str,
         kind: Kind = "vit",
         positions: PositionMode = "scale",
+        antialias: bool = False,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
     ) -> None:
@@ -114,6 +117,7 @@ class VisionFoundationModel(nn.Module):
         self.family = family
         self.kind = kind
         self.positions = positions
+        self.antialias = antialias
         self.mean = mean
         self.std = std
 
@@ -189,11 +193,11 @@ class VisionFoundationModel(nn.Module):
         prefix = [t.expand(x.shape[0], -1, -1) for t in (m.cls_token, m.reg_token) if t is not None]
         table = m.pos_embed[0]
         if m.no_embed_class:  # DINOv2 with registers: positions cover the patches only
-            x = x + interpolate_grid(table, grid, self.positions).to(x.dtype)
+            x = x + interpolate_grid(table, grid, self.positions, self.antialias).to(x.dtype)
             x = torch.cat([*prefix, x], dim=1)
         else:  # positions cover the class token (first row) and the patches
             n = m.num_prefix_tokens
-            table = torch.cat([table[:n], interpolate_grid(table[n:], grid, self.positions)])
+            table = torch.cat([table[:n], interpolate_grid(table[n:], grid, self.positions, self.antialias)])
             x = torch.cat([*prefix, x], dim=1) + table.to(x.dtype)
         x = m.norm_pre(x)
         for block in m.blocks[:-1]:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -263,6 +264,11 @@ def read_weights(source: OpenCLIPSource) -> dict[str, Tensor]:
     from textseg.weights import read_state_dict
 
     if source.random:
+        print(
+            f"textseg: note: open_clip:{source.arch} has random weights (seed {RANDOM_SEED}): no release tag "
+            f"or file given, so its scores say nothing about the model (tags: open_clip:{source.arch}/TAG)",
+            file=sys.stderr,
+        )
         open_clip = open_clip_module()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_SEED)

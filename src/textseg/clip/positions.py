@@ -12,8 +12,9 @@ moves the sampling positions:
   ``(i + 0.5) * g / (h + 0.1) - 0.5``.
 
 Both return the stored table untouched when the grid is the training grid. The same modes serve
-the vision foundation models (:mod:`textseg.backbones.vfm`): DINO and DINOv2 interpolate with the
-``+0.1`` scale factor (DINOv2 in float32 without antialiasing), MAE by size.
+the vision foundation models (:mod:`textseg.backbones.vfm`): DINO and DINOv2 without registers
+interpolate with the ``+0.1`` scale factor, DINOv2 with registers by size with antialiasing (its hub
+models set ``interpolate_offset=0``, ``interpolate_antialias=True``), MAE by size.
 :func:`interpolate_grid` works on a table of patch rows only (DINOv2 with registers keeps none for
 the class token).
 """
@@ -49,9 +50,12 @@ def interpolate_positions(table: Tensor, grid: tuple[int, int], mode: PositionMo
     return torch.cat([table[:1], interpolate_grid(table[1:], grid, mode)], dim=0)
 
 
-def interpolate_grid(table: Tensor, grid: tuple[int, int], mode: PositionMode = "size") -> Tensor:
+def interpolate_grid(
+    table: Tensor, grid: tuple[int, int], mode: PositionMode = "size", antialias: bool = False
+) -> Tensor:
     """A patch-only table ``[g*g, C]`` (row-major) -> ``[h*w, C]`` for the patch grid ``(h, w)``,
-    computed in float32 (or wider) and returned in the table's dtype."""
+    computed in float32 (or wider) and returned in the table's dtype. ``antialias`` low-pass
+    filters when shrinking (DINOv2 with registers: ``interpolate_antialias=True``, by size)."""
     _check_mode(mode)
     h, w = grid
     side = math.isqrt(table.shape[0])
@@ -66,11 +70,18 @@ def interpolate_grid(table: Tensor, grid: tuple[int, int], mode: PositionMode = 
         .permute(0, 3, 1, 2)
     )
     if mode == "size":
-        resized = F.interpolate(patches, size=(h, w), mode="bicubic", align_corners=False)
+        resized = F.interpolate(
+            patches, size=(h, w), mode="bicubic", align_corners=False, antialias=antialias
+        )
     else:
         factor = ((h + 0.1) / side, (w + 0.1) / side)
         resized = F.interpolate(
-            patches, scale_factor=factor, mode="bicubic", align_corners=False, recompute_scale_factor=False
+            patches,
+            scale_factor=factor,
+            mode="bicubic",
+            align_corners=False,
+            recompute_scale_factor=False,
+            antialias=antialias,
         )
     assert resized.shape[-2:] == (h, w), f"interpolated to {tuple(resized.shape[-2:])}, wanted {(h, w)}"
     return resized.permute(0, 2, 3, 1).reshape(h * w, dim).to(table.dtype)
