@@ -188,3 +188,21 @@ def test_backbone_presets_change_the_backbone_and_nothing_else(method: str, pres
         paper = spec.resolve(base, {}, benchmark=benchmark).model
         assert ours.clip == clip
         assert dataclasses.replace(ours, clip=paper.clip) == paper
+
+
+def test_block_outputs_and_attention_maps_compose_the_tower() -> None:
+    from textseg.clip import CLIPBackbone
+    from textseg.clip.blocks import attention, attention_map, merge_heads, qkv
+
+    vision = CLIPBackbone.load("tiny", text_cache=False).vision
+    images = torch.randn(1, 3, 64, 48)
+    outputs, grid = vision.block_outputs(images, "scale")
+    before_last, same_grid = vision.tokens_before_last(images, "scale")
+    assert len(outputs) == len(vision.layers) + 1 and grid == same_grid
+    assert torch.equal(outputs[-2], before_last)
+    layer = vision.layers[1]
+    h = layer.layer_norm1(outputs[1])
+    probs = attention_map(layer.self_attn, h)
+    assert torch.allclose(probs.sum(-1), torch.ones(()))
+    _, _, v = qkv(layer.self_attn, h)
+    torch.testing.assert_close(merge_heads(probs @ v), attention(layer.self_attn, h), atol=1e-6, rtol=1e-5)

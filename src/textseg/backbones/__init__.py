@@ -10,12 +10,15 @@ takes a hub id, a transformers folder, an OpenAI-format file, ``open_clip:ARCH[/
 transformers' CLIP modules, so the dense last-block variants (:data:`textseg.clip.LAST_BLOCKS`:
 MaskCLIP's ``self``/``value``, SCLIP's ``csa``, ClearCLIP's ``qq``, NACLIP's ``naclip``), position
 interpolation and the text tower work the same on each (:mod:`textseg.clip.loading`,
-:mod:`textseg.clip.openclip`)::
+:mod:`textseg.clip.openclip`; ``blocks`` is :mod:`textseg.clip.blocks`)::
 
     clip = load_clip_backbone("open_clip:ViT-B-16/laion2b_s34b_b88k")
     x, grid = clip.vision.tokens_before_last(images, "scale")       # blocks 1 .. L-1
     feats = clip.vision.dense(images, "qq", "scale")                 # [B, D, h, w] projected
     layer = clip.vision.last_layer                                   # q_proj / k_proj / v_proj / out_proj
+    outs, grid = clip.vision.block_outputs(images, "scale")          # input of block i = outs[i]
+    q, k, v = blocks.qkv(layer.self_attn, layer.layer_norm1(x))      # per head [B, heads, 1 + h*w, d]
+    probs = blocks.attention_map(layer.self_attn, layer.layer_norm1(x))  # softmax(s q kᵀ) per head
 
 **Vision foundation models** (a ``vfm`` setting): :func:`load_vfm` takes ``NAME[@WEIGHTS]``
 (:mod:`textseg.backbones.catalogue`: ``dino_vitb8``, ``dino_vitb16``, ``dinov2_vitb14_reg``,
