@@ -143,3 +143,17 @@ def test_bench_offline_with_the_hub_default_ends_in_one_clean_message(
     err = capsys.readouterr().err
     assert "Traceback" not in err and "--set clip=FOLDER_OR_FILE" in err and "--preset tiny" in err
     _message_is_clean(err.strip().splitlines()[-1])
+
+
+def test_offline_a_cached_hub_id_loads_from_the_cache(offline: Path) -> None:
+    """The same hub id, once in the cache, loads offline without asking the network."""
+    import shutil
+
+    snapshot = offline / "models--textseg--tiny-clip" / "snapshots" / ("0" * 40)
+    shutil.copytree(ensure_tiny_clip(), snapshot)
+    (offline / "models--textseg--tiny-clip" / "refs").mkdir()
+    (offline / "models--textseg--tiny-clip" / "refs" / "main").write_text("0" * 40)
+    model, tokenizer = load_clip("textseg/tiny-clip")
+    reference, _ = load_clip(str(ensure_tiny_clip()))
+    assert torch.equal(model.visual_projection.weight, reference.visual_projection.weight)
+    assert len(tokenizer) == model.text_model.embeddings.token_embedding.num_embeddings
