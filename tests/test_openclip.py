@@ -224,3 +224,20 @@ def test_bench_on_an_open_clip_backbone_names_it_in_the_record(tmp_path, capsys)
     record = read_record(path)
     assert record.config["clip"] == "open_clip:textseg-tiny-vit"
     assert record.overrides == {"clip": "open_clip:textseg-tiny-vit"}
+
+
+def test_a_cached_release_file_is_checked_like_its_tag(tmp_path) -> None:
+    """A file inside the Hugging Face cache of a known release (here OpenAI's ViT-B/16, QuickGELU)
+    is refused under a GELU architecture, as its tag would be."""
+    from safetensors.torch import save_file
+
+    snapshot = tmp_path / "models--timm--vit_base_patch16_clip_224.openai" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    path = snapshot / "open_clip_model.safetensors"
+    weights = reference_model("textseg-tiny-vit-quickgelu").state_dict()
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(path))
+    with pytest.raises(ConfigError, match="QuickGELU") as info:
+        load_clip(f"open_clip:textseg-tiny-vit/{path}")
+    assert "open_clip:textseg-tiny-vit-quickgelu/openai" in str(info.value)
+    model, _ = load_clip(f"open_clip:textseg-tiny-vit-quickgelu/{path}")
+    assert model.config.vision_config.hidden_act == "quick_gelu"

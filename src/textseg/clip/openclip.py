@@ -29,8 +29,9 @@ non-square images, text pooling other than ``argmax``, text projection bias, ``e
 **QuickGELU.** The activation is part of the architecture (``ViT-B-16`` uses GELU,
 ``ViT-B-16-quickgelu`` QuickGELU) while the weights were trained with one of them. OpenCLIP only
 warns when a release tag was trained with the other one (``ViT-B-16/openai``); textseg refuses it
-and names the architecture to use. A checkpoint *file* says nothing about its activation: pick the
-architecture the weights were trained with.
+and names the architecture to use; so is a checkpoint file inside the Hugging Face cache of a known
+release. Any other file says nothing about its activation: pick the architecture the weights were
+trained with.
 """
 
 from __future__ import annotations
@@ -207,24 +208,42 @@ def transformers_config(cfg: dict[str, Any]):
     )
 
 
+def release_of_file(path: Path) -> tuple[str, str] | None:
+    """``(arch, tag)`` of the release whose Hugging Face cache holds ``path``
+    (``.../models--ORG--NAME/snapshots/...``), or None for any other file."""
+    repo = next((part for part in path.resolve().parts if part.startswith("models--")), None)
+    if repo is None:
+        return None
+    hub_repo = repo.removeprefix("models--").replace("--", "/")
+    open_clip = open_clip_module()
+    for arch, tag in open_clip.list_pretrained():
+        hub = open_clip.get_pretrained_cfg(arch, tag).get("hf_hub", "")
+        if hub.rstrip("/") == hub_repo or hub.startswith(hub_repo + "/"):
+            return arch, tag
+    return None
+
+
 def check_activation(source: OpenCLIPSource, cfg: dict[str, Any]) -> None:
-    """Refuse a release tag trained with the other activation than the architecture's."""
-    if source.tag is None:
-        return
-    pretrained = open_clip_module().get_pretrained_cfg(source.arch, source.tag)
+    """Refuse weights trained with the other activation than the architecture's: a release tag, or a
+    file in the Hugging Face cache of a known release (any other file cannot be told apart)."""
+    if source.tag is not None:
+        tag, spelling = source.tag, f"open_clip:{source.arch}/{source.tag}"
+        pretrained = open_clip_module().get_pretrained_cfg(source.arch, source.tag)
+    else:
+        release = release_of_file(source.file) if source.file is not None else None
+        if release is None:
+            return
+        tag, spelling = release[1], f"open_clip:{source.arch}/{source.file}"
+        pretrained = open_clip_module().get_pretrained_cfg(*release)
     trained, built = bool(pretrained.get("quick_gelu", False)), bool(cfg.get("quick_gelu", False))
     if trained == built:
         return
-    if trained:
-        other = f"{source.arch}-quickgelu"
-        fix = f"use open_clip:{other}/{source.tag}"
-    else:
-        other = source.arch.removesuffix("-quickgelu")
-        fix = f"use open_clip:{other}/{source.tag}"
+    base = source.arch.removesuffix("-quickgelu")
+    other = f"{base}-quickgelu" if trained else base
     names = {True: "QuickGELU", False: "GELU"}
     raise ConfigError(
-        f"open_clip:{source.arch}/{source.tag}: these weights were trained with {names[trained]} but "
-        f"{source.arch} uses {names[built]}; its features would be silently wrong: {fix}"
+        f"{spelling}: these weights ({tag}) were trained with {names[trained]} but {source.arch} uses "
+        f"{names[built]}; its features would be silently wrong: use open_clip:{other}/{tag}"
     )
 
 
