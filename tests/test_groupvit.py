@@ -253,7 +253,7 @@ class _OwnBackground(ChannelScores):
 
 def test_the_harness_takes_the_background_a_method_scores_itself(tmp_path) -> None:
     voc = BENCHMARKS.get("voc21")
-    voc.layout.write_synthetic(tmp_path, voc.num_classes, n=1, seed=3)
+    voc.write_synthetic(tmp_path, 1, seed=3)
     source = voc.open(tmp_path)
     sample = source[0]
     method = _OwnBackground()

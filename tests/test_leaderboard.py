@@ -136,6 +136,14 @@ PRINTED_AVERAGES = {
     ("sc_clip", "paper"): 43.9,
     ("cass", "paper"): 44.4,
     ("clip_dinoiser", "paper"): 40.3,
+    ("clearclip", "openclip-b16"): 37.9,
+    ("clearclip", "openclip-l14"): 31.0,
+    ("clearclip", "metaclip-b16"): 36.4,
+    ("clearclip", "metaclip-l14"): 34.2,
+    ("sclip", "clearclip-reeval-vitl14"): 23.6,
+    ("sclip", "resclip-table-vitl14"): 30.5,
+    ("maskclip", "clearclip-reeval-vitl14"): 13.7,
+    ("clip", "clearclip-reeval-vitl14"): 5.4,
 }
 
 

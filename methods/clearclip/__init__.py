@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textseg.clip.loading import OPENAI_VIT_L14
 from textseg.clip.segmentor import dense_clip_protocol, dense_clip_spec
 
 from .config import ClearCLIPConfig
@@ -27,6 +28,31 @@ PER_BENCHMARK = {
     "coco_object": {"bg_thresh": 0.4},
 }
 
+#: The backbones of ClearCLIP's Table 2, as ``clearclip_segmentor.py`` loads them (``clip_type`` x
+#: ``vit_type``); every other setting is the same for all of them in the official code.
+BACKBONES = {
+    "vit-l14": (
+        "ClearCLIP's settings on OpenAI CLIP ViT-L/14 (clip_type='CLIP', vit_type='ViT-L-14')",
+        {"clip": OPENAI_VIT_L14},
+    ),
+    "openclip-b16": (
+        "ClearCLIP's settings on OpenCLIP ViT-B/16 LAION-2B (clip_type='OpenCLIP')",
+        {"clip": "open_clip:ViT-B-16/laion2b_s34b_b88k"},
+    ),
+    "openclip-l14": (
+        "ClearCLIP's settings on OpenCLIP ViT-L/14 LAION-2B (clip_type='OpenCLIP', vit_type='ViT-L-14')",
+        {"clip": "open_clip:ViT-L-14/laion2b_s32b_b82k"},
+    ),
+    "metaclip-b16": (
+        "ClearCLIP's settings on MetaCLIP ViT-B/16 full CC (clip_type='MetaCLIP'), QuickGELU",
+        {"clip": "open_clip:ViT-B-16-quickgelu/metaclip_fullcc"},
+    ),
+    "metaclip-l14": (
+        "ClearCLIP's settings on MetaCLIP ViT-L/14 full CC (clip_type='MetaCLIP', vit_type='ViT-L-14'), QuickGELU",
+        {"clip": "open_clip:ViT-L-14-quickgelu/metaclip_fullcc"},
+    ),
+}
+
 SPEC = dense_clip_spec(
     name="clearclip",
     summary="ClearCLIP: CLIP's last block without residual and MLP, with q-q attention; training-free",
@@ -39,6 +65,7 @@ SPEC = dense_clip_spec(
     recipe="ClearCLIP's repository setup (configs/cfg_*.py, model_type='ClearCLIP') per benchmark, "
     "CLIP ViT-B/16",
     per_benchmark=PER_BENCHMARK,
+    variants=BACKBONES,
 )
 
 __all__ = ["PROTOCOL", "SPEC", "ClearCLIPConfig"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textseg.api import MethodSpec, Preset
 from textseg.clip.backbone import OPENAI_VIT_B16
+from textseg.clip.loading import OPENAI_VIT_L14
 
 from .config import MaskCLIPConfig
 from .model import MaskCLIP
@@ -21,6 +22,11 @@ SPEC = MethodSpec(
             protocol="tcl",
         ),
         "tiny": Preset("a tiny random CLIP, for tests", model={"clip": "tiny"}, protocol="tcl"),
+        "vit-l14": Preset(
+            "the same on OpenAI CLIP ViT-L/14 (MaskCLIP publishes no per-backbone settings)",
+            model={"clip": OPENAI_VIT_L14},
+            protocol="tcl",
+        ),
     },
     checkpoints={"openai": OPENAI_VIT_B16},
     weights_setting="clip",

@@ -13,8 +13,9 @@ from textseg.config import Positive, Probability
 class MaskCLIPConfig:
     """Training-free dense CLIP with a changed last block.
 
-    ``clip``: hub id, folder, OpenAI ``.pt`` file or ``tiny``; ``tokenizer``: where the tokenizer
-    comes from when ``clip`` is an OpenAI file (default: the hub id ``openai/clip-vit-base-patch16``).
+    ``clip``: any CLIP spelling (hub id, folder, OpenAI ``.pt`` file, ``open_clip:ARCH/TAG``, ``tiny``;
+    see :mod:`textseg.clip.loading`); ``tokenizer``: overrides where the tokenizer comes from (weights
+    without one, OpenAI files and OpenCLIP, get OpenAI's BPE from the installed open_clip_torch).
     ``last_block``: a :data:`textseg.clip.LAST_BLOCKS` variant (``self`` = official MaskCLIP,
     ``value`` = ClearCLIP's "MaskCLIP": no residual, no MLP). ``positions``: ``size`` (MaskCLIP/TCL)
     or ``scale`` (SCLIP family). ``template_average``: ``raw`` (TCL's protocol code) or ``unit``

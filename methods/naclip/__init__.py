@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textseg.clip.loading import OPENAI_VIT_L14
 from textseg.clip.segmentor import dense_clip_protocol, dense_clip_spec
 
 from .config import NACLIPConfig
@@ -43,7 +44,15 @@ SPEC = dense_clip_spec(
         "no-pamr": (
             "NACLIP without post-processing (PAMR off: test_all.sh reduced naclip 5 off)",
             {"pamr": False},
-        )
+        ),
+        "vit-l14": (
+            "NACLIP's settings on OpenAI CLIP ViT-L/14 (eval.py --backbone; no per-backbone settings exist)",
+            {"clip": OPENAI_VIT_L14},
+        ),
+        "vit-l14-no-pamr": (
+            "NACLIP on OpenAI CLIP ViT-L/14 without post-processing",
+            {"clip": OPENAI_VIT_L14, "pamr": False},
+        ),
     },
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textseg.clip.loading import OPENAI_VIT_L14
 from textseg.clip.segmentor import dense_clip_protocol, dense_clip_spec
 
 from .config import SCLIPConfig
@@ -37,6 +38,13 @@ SPEC = dense_clip_spec(
     protocol="sclip",
     recipe="SCLIP's repository setup (configs/cfg_*.py) per benchmark, CLIP ViT-B/16",
     per_benchmark=PER_BENCHMARK,
+    variants={
+        "vit-l14": (
+            "SCLIP's settings unchanged on OpenAI CLIP ViT-L/14 (the official code has no per-backbone "
+            "settings; its issue 9 reports this loses much to ViT-B/16)",
+            {"clip": OPENAI_VIT_L14},
+        )
+    },
 )
 
 __all__ = ["PROTOCOL", "SPEC", "SCLIPConfig"]

@@ -17,8 +17,8 @@ from textseg.evaluation.pamr import TCL_DILATIONS
 class TCLConfig:
     """Every knob of the model, its losses and its inference.
 
-    Model: ``clip`` (hub id, folder, OpenAI file or ``tiny``; ``tokenizer`` overrides where the
-    tokenizer comes from), ``positions`` (position interpolation; TCL's is ``size``), ``last_block``
+    Model: ``clip`` (any CLIP spelling: hub id, folder, OpenAI file, ``open_clip:ARCH/TAG``, ``tiny``;
+    ``tokenizer`` overrides where the tokenizer comes from), ``positions`` (position interpolation; TCL's is ``size``), ``last_block``
     (the variant of the frozen and copied last block; TCL's diagonal attention is ``self``), and the
     decoder: ``decoder_layers`` stages of x2 upsampling, two gated convolutions per stage if
     ``decoder_double``, ``decoder_kernel``.

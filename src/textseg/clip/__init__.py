@@ -1,4 +1,4 @@
-"""CLIP towers through transformers: loading (hub id, folder, OpenAI file), dense image features with
+"""CLIP towers through transformers: loading (hub id, folder, OpenAI file, OpenCLIP), dense image features with
 named last-block variants, positional-embedding interpolation, and text encoding with template
 ensembles and an embedding cache."""
 

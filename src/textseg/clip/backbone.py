@@ -94,7 +94,8 @@ class CLIPBackbone(nn.Module):
     def load(
         cls, source: str = DEFAULT_CLIP, tokenizer: str | None = None, text_cache: bool = True
     ) -> CLIPBackbone:
-        """Load from a hub id, folder, OpenAI file or ``tiny`` (see :func:`textseg.clip.load_clip`).
+        """Load from a hub id, folder, OpenAI file, ``open_clip:ARCH[/TAG]`` or ``tiny`` (see
+        :func:`textseg.clip.load_clip`).
 
         ``text_cache`` keeps class embeddings under ``$TEXTSEG_CACHE/text-embeddings``.
         """

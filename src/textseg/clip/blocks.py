@@ -44,6 +44,14 @@ def attention(attn: nn.Module, h: Tensor, mask: Tensor | None = None) -> Tensor:
     return merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
 
 
+def attention_map(attn: nn.Module, h: Tensor, mask: Tensor | None = None) -> Tensor:
+    """The attention probabilities ``softmax(s q kᵀ + mask)`` ``[B, heads, N, N]`` of the layer-normed
+    tokens ``h`` (what ResCLIP averages over middle blocks; :func:`attention` applies the same map)."""
+    q, k, _ = qkv(attn, h)
+    logits = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)
+    return (logits if mask is None else logits + mask).softmax(dim=-1)
+
+
 def standard_layer(layer: nn.Module, x: Tensor, mask: Tensor | None = None) -> Tensor:
     """The block as CLIP runs it (pre-LN): ``x + attn(ln1 x)``, then ``+ mlp(ln2 x)``."""
     x = x + layer.self_attn.out_proj(attention(layer.self_attn, layer.layer_norm1(x), mask))

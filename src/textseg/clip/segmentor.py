@@ -54,8 +54,8 @@ from textseg.text.synonyms import max_over_names
 class DenseCLIPConfig:
     """Settings of :class:`DenseCLIP`; each method subclasses it with its official defaults.
 
-    ``clip``: hub id, folder, OpenAI ``.pt`` file or ``tiny``; ``tokenizer``: where the tokenizer
-    comes from when ``clip`` is an OpenAI file. ``last_block``: a :data:`textseg.clip.LAST_BLOCKS`
+    ``clip``: any CLIP spelling (hub id, folder, OpenAI ``.pt`` file, ``open_clip:ARCH/TAG``, ``tiny``;
+    see :mod:`textseg.clip.loading`); ``tokenizer``: overrides where the tokenizer comes from. ``last_block``: a :data:`textseg.clip.LAST_BLOCKS`
     variant; ``residual_mlp`` keeps (True) or drops (False) its residual and MLP, None as the
     variant has it; ``gaussian_std``: σ of the ``naclip`` variant's neighbourhood bias (ignored by
     variants without it). ``positions``: ``scale`` (the family's) or ``size`` (TCL's). ``pad``: pad

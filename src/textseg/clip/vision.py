@@ -7,6 +7,8 @@ which holds a trainable copy of that block), so the tower exposes each step:
 
 * :meth:`VisionTower.embed` — patches + class token + interpolated positions + ``pre_layrnorm``;
 * :meth:`VisionTower.tokens_before_last` — the input of the last block (after block ``L - 2``);
+* :meth:`VisionTower.block_outputs` — the embedded tokens and every block's output (SC-CLIP's
+  multi-level features, ResCLIP's middle-block attention via :func:`textseg.clip.blocks.attention_map`);
 * :meth:`VisionTower.run_last` — the last block (or a copy of it) in a variant;
 * :meth:`VisionTower.project` — ``post_layernorm`` + projection on any tokens;
 * :meth:`VisionTower.to_map` — patch tokens as a ``[B, C, h, w]`` map;
@@ -86,6 +88,17 @@ class VisionTower(nn.Module):
         for layer in self.layers[start:stop]:
             x = standard_layer(layer, x)
         return x
+
+    def block_outputs(
+        self, images: Tensor, positions: PositionMode = "size", stop: int | None = None
+    ) -> tuple[list[Tensor], tuple[int, int]]:
+        """``[embedded tokens, output of block 0, ..., output of block stop - 1]`` (each ``[B, 1 + h*w, C]``,
+        normal attention; ``stop=None``: every block) and the grid. Entry ``i`` is the input of block ``i``."""
+        x, grid = self.embed(images, positions)
+        outputs = [x]
+        for layer in self.layers[:stop]:
+            outputs.append(standard_layer(layer, outputs[-1]))
+        return outputs, grid
 
     def tokens_before_last(
         self, images: Tensor, positions: PositionMode = "size"

@@ -1,5 +1,6 @@
-"""``textseg list [methods|benchmarks|protocols]``: what is installed, and where it comes from;
-``textseg list presets METHOD``: a method's presets and every setting ``--set`` can change."""
+"""``textseg list [methods|benchmarks|protocols|backbones]``: what is installed, where it comes from,
+and which backbone spellings the ``clip`` and ``vfm`` settings take; ``textseg list presets METHOD``:
+a method's presets and every setting ``--set`` can change."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ REGISTRIES: dict[str, Registry] = {"methods": METHODS, "benchmarks": BENCHMARKS,
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "list",
-        help="list methods, benchmarks and protocols (plugins included)",
-        description="List registered methods, benchmarks and protocols with their origin.",
+        help="list methods, benchmarks, protocols (plugins included), backbone spellings, a method's presets",
+        description="List registered methods, benchmarks and protocols with their origin, and the backbone "
+        "spellings that --set clip=... and --set vfm=... take (what each loads, whether it downloads). "
+        "`textseg list presets METHOD` shows a method's presets and settings.",
     )
     parser.add_argument(
         "what",
         nargs="?",
-        choices=sorted([*REGISTRIES, "presets"]),
+        choices=[*sorted(REGISTRIES), "backbones", "presets"],
         help="only this kind (default: all); presets: the presets and settings of METHOD",
     )
     parser.add_argument("method", nargs="?", metavar="METHOD", help="for `textseg list presets METHOD`")
@@ -32,6 +35,19 @@ def _summary(item: object) -> str:
     if getattr(item, "trainable", False):
         summary += "  [trainable]"
     return summary
+
+
+def _backbones() -> None:
+    from textseg.backbones import backbone_rows
+
+    rows = backbone_rows()
+    print(f"backbones ({len(rows)} spellings for --set clip=... and --set vfm=...):")
+    width = max(len(f"{row.setting}={row.spelling}") for row in rows)
+    for row in rows:
+        print(
+            f"  {f'{row.setting}={row.spelling}'.ljust(width)}  download: {row.download.ljust(5)}  {row.loads}"
+        )
+    print()
 
 
 def _presets_line(spec: object) -> str:
@@ -78,8 +94,11 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("usage: textseg list presets METHOD (e.g. textseg list presets tcl)")
         list_presets(args.method)
         return 0
-    kinds = [args.what] if args.what else list(REGISTRIES)
+    kinds = [args.what] if args.what else [*REGISTRIES, "backbones"]
     for kind in kinds:
+        if kind == "backbones":
+            _backbones()
+            continue
         rows = REGISTRIES[kind].listing()
         print(f"{kind} ({len(rows)}):")
         width = max((len(row.entry.name) for row in rows), default=0)
