@@ -4,7 +4,9 @@
 folders restores the method, preset and settings the run trained with (its ``run.json``): a trained
 checkpoint is scored as the model it is, offline, without repeating the training command's
 ``--set``. Settings given now still win (and are recorded); a ``--method`` or ``--preset`` that
-contradicts the run is an error. Any other ``--weights`` (a released name, a file) passes through.
+contradicts the run is an error, except that a method built from CLIP weights (``weights_setting``)
+takes the CLIP a run exported (``textseg train --method clip``; its checkpoints' ``clip/`` folder).
+Any other ``--weights`` (a released name, a file) passes through.
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ def request_model(
                 "run folder or one of its checkpoints"
             )
         return ModelRequest(METHODS.get(method), preset, given, weights)
+    if method and method != run.method and _takes_exported_backbone(METHODS.get(method), run):
+        note(f"--weights {weights}: the CLIP trained by {run.method} in {run.checkpoint}, for {method}")
+        return ModelRequest(METHODS.get(method), preset, given, str(run.checkpoint))
     conflicts = []
     if method and method != run.method:
         conflicts.append(f"--method {method}, but --weights {weights} was trained as {run.method}")
@@ -84,3 +89,10 @@ def request_model(
         f"{run.run_dir / RUN_FILE}{shown}; loading {run.checkpoint.name}"
     )
     return ModelRequest(spec, run.preset or None, {**restored, **given}, str(run.checkpoint), run)
+
+
+def _takes_exported_backbone(spec: MethodSpec, run: TrainedRun) -> bool:
+    """Whether ``spec`` is built from backbone weights and the run's checkpoint exported a CLIP."""
+    from textseg.clip.loading import EXPORTED_CLIP
+
+    return spec.weights_setting is not None and (run.checkpoint / EXPORTED_CLIP / "config.json").is_file()
