@@ -14,6 +14,7 @@ from textseg.api import Vocabulary
 from textseg.clip.blocks import standard_layer
 from textseg.clip.last_block import gaussian_bias, get_last_block
 from textseg.errors import ConfigError
+from textseg.leaderboard.reported import PACKAGED_REPORTED, read_reported
 from textseg.methods.clearclip import SPEC as CLEARCLIP
 from textseg.methods.naclip import SPEC as NACLIP
 from textseg.methods.resclip import SPEC
@@ -253,3 +254,30 @@ def test_bad_settings_fail_early() -> None:
         SPEC.create("tiny", {"pad": True})
     with pytest.raises(ConfigError, match="temp_thd"):
         SPEC.create("tiny", {"temp_thd": 1.5})
+
+
+#: The averages printed in ResCLIP's tables (figs/main_results_wo.png over VOC20, Context59, Stuff,
+#: Cityscapes, ADE20K; main_results_w.png over VOC21, Context60, Object) for each reported variant.
+#: A mean of one-decimal numbers may be off by 0.05 from the mean of the unrounded ones, and the
+#: printed mean by 0.05 more (SCLIP+ResCLIP B/16: 60.7, 32.9, 34.3 average 42.63, printed 42.7).
+PRINTED = {
+    "paper": (40.3, 43.2),
+    "clearclip": (40.0, 42.0),
+    "sclip": (39.3, 42.7),
+    "l14": (39.1, 39.2),
+    "clearclip-l14": (38.4, 37.2),
+    "sclip-l14": (36.7, 37.4),
+}
+
+
+def test_reported_rows_agree_with_the_printed_averages() -> None:
+    table = read_reported(PACKAGED_REPORTED)
+    rows = table[table["method"] == "resclip"]
+    assert set(rows["variant"]) == set(PRINTED) and (rows["preset"] == rows["variant"]).all()
+    for variant, (without, with_background) in PRINTED.items():
+        mine = rows[rows["variant"] == variant].set_index("benchmark")["miou"]
+        assert len(mine) == 8
+        assert (
+            abs(mine[["voc20", "context59", "coco_stuff", "cityscapes", "ade20k"]].mean() - without) <= 0.1
+        )
+        assert abs(mine[["voc21", "context60", "coco_object"]].mean() - with_background) <= 0.1
