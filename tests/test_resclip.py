@@ -277,7 +277,5 @@ def test_reported_rows_agree_with_the_printed_averages() -> None:
     for variant, (without, with_background) in PRINTED.items():
         mine = rows[rows["variant"] == variant].set_index("benchmark")["miou"]
         assert len(mine) == 8
-        assert (
-            abs(mine[["voc20", "context59", "coco_stuff", "cityscapes", "ade20k"]].mean() - without) <= 0.1
-        )
+        assert abs(mine[["voc20", "context59", "coco_stuff", "cityscapes", "ade20k"]].mean() - without) <= 0.1
         assert abs(mine[["voc21", "context60", "coco_object"]].mean() - with_background) <= 0.1
