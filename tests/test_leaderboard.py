@@ -133,7 +133,7 @@ PRINTED_AVERAGES = {
     ("trident", "paper"): 45.8,
     ("reco", "quoted-by-trident"): 23.5,
     ("ovdiff", "paper"): 37.8,
-    ("sc_clip", "paper"): 43.9,
+    ("scclip", "paper"): 43.9,
     ("cass", "paper"): 44.4,
     ("clip_dinoiser", "paper"): 40.3,
     ("clearclip", "openclip-b16"): 37.9,

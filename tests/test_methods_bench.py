@@ -112,3 +112,16 @@ def test_groupvit_benches_an_official_format_checkpoint_under_its_protocol(
     record = read_record(_bench("groupvit", voc_root, tmp_path / "out", *args))
     assert (record.protocol, record.num_images, len(record.per_class_iou)) == ("groupvit", 2, 21)
     assert record.weights is not None and record.weights["sha256"] == file_digest(checkpoint)
+
+
+@pytest.mark.parametrize("method", ["scclip", "resclip"])
+def test_training_free_methods_with_layer_indices_bench_their_tiny_preset(
+    method: str, voc_root: Path, tmp_path: Path
+) -> None:
+    """SC-CLIP's and ResCLIP's paper presets name layers of a 12-block CLIP; ``tiny`` fits the 3-block one.
+    One image: ResCLIP's first pass runs PAMR on every name over the whole VOC image, which is slow on CPU."""
+    record = read_record(_bench(method, voc_root, tmp_path, "--preset", "tiny", "--limit", "1"))
+    assert (record.method, record.preset, record.num_images) == (method, "tiny", 1)
+    assert record.protocol == METHODS.get(method).presets["paper"].protocol
+    assert record.config["bg_thresh"] == METHODS.get(method).presets["paper"].benchmarks["voc21"]["bg_thresh"]
+    assert 0 <= record.metrics["mIoU"] <= 100 and len(record.per_class_iou) == 21
