@@ -46,8 +46,11 @@ def builtin(
     split_size: int,
     background: bool = False,
     reduce_zero_label: bool = False,
+    ignore_index: int = 255,
+    vocabularies: tuple[str, ...] = VOCABULARIES,
 ) -> BenchmarkSpec:
-    """A built-in benchmark: names from the files above, ignore index 255, version 1."""
+    """A built-in benchmark, version 1: names from the files above (``vocabularies``: the synonym
+    folders it has; the benchmarks beyond the eight have none)."""
     return BenchmarkSpec(
         name=name,
         version=VERSION,
@@ -55,8 +58,9 @@ def builtin(
         classes=class_names(name),
         background=background,
         layout=layout,
+        ignore_index=ignore_index,
         reduce_zero_label=reduce_zero_label,
         split_size=split_size,
-        synonyms={vocabulary: vocabulary_names(vocabulary, name) for vocabulary in VOCABULARIES},
+        synonyms={vocabulary: vocabulary_names(vocabulary, name) for vocabulary in vocabularies},
         data_hint=" or ".join(layout.fix_commands(Path("<data root>"))),
     )

@@ -103,7 +103,9 @@ def _plan(args: argparse.Namespace, spec: MethodSpec) -> list[_Job]:
         settings = protocol.for_benchmark(name)
         # Fails now, not after the first benchmarks ran, if a vocabulary or template set is unknown.
         benchmark.vocabulary(
-            get_templates(settings.templates), args.synonyms or settings.synonyms, settings.background_query
+            get_templates(settings.templates),
+            args.synonyms or benchmark.protocol_synonyms(settings.synonyms),
+            settings.background_query,
         )
         resolved.append((benchmark, config, protocol))
     return [
