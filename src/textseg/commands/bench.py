@@ -38,7 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         action="extend",
         metavar="NAME",
-        help="one or more registered benchmarks (`textseg list benchmarks`)",
+        help="one or more registered benchmarks or suites (`textseg list benchmarks`, `textseg list "
+        "suites`); a suite such as mess scores each of its benchmarks",
     )
     parser.add_argument("--data-root", help="benchmark data root (default: $TEXTSEG_DATA, else ./data)")
     parser.add_argument("--weights", help="a released checkpoint name, a weights file or a checkpoint folder")
@@ -84,6 +85,7 @@ def _plan(args: argparse.Namespace, spec: MethodSpec) -> list[_Job]:
     from textseg.errors import ConfigError
     from textseg.paths import data_root
     from textseg.registry import BENCHMARKS, PROTOCOLS
+    from textseg.suite import expand
     from textseg.text.templates import get_templates
     from textseg.weights import weights_overrides
 
@@ -95,7 +97,7 @@ def _plan(args: argparse.Namespace, spec: MethodSpec) -> list[_Job]:
     overrides = {**given, **weights_overrides(spec, args.weights)}
     root = data_root(args.data_root)
     resolved = []
-    for name in dict.fromkeys(args.datasets):
+    for name in expand(args.datasets):
         benchmark = BENCHMARKS.get(name)
         # The record lists the user's --set overrides; weights are recorded apart, with their sha256.
         config = dataclasses.replace(spec.resolve(args.preset, overrides, benchmark=name), overrides=given)

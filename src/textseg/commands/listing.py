@@ -1,26 +1,35 @@
-"""``textseg list [methods|benchmarks|protocols]``: what is installed, and where it comes from."""
+"""``textseg list [methods|benchmarks|protocols|suites]``: what is installed, and where it comes from."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from textseg.registry import BENCHMARKS, METHODS, PROTOCOLS, Registry
+from textseg.registry import BENCHMARKS, METHODS, PROTOCOLS, SUITES, Registry
+from textseg.suite import Suite
 
-REGISTRIES: dict[str, Registry] = {"methods": METHODS, "benchmarks": BENCHMARKS, "protocols": PROTOCOLS}
+REGISTRIES: dict[str, Registry] = {
+    "methods": METHODS,
+    "benchmarks": BENCHMARKS,
+    "protocols": PROTOCOLS,
+    "suites": SUITES,
+}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "list",
-        help="list methods, benchmarks and protocols (plugins included)",
-        description="List registered methods, benchmarks and protocols with their origin.",
+        help="list methods, benchmarks, protocols and suites (plugins included)",
+        description="List registered methods, benchmarks, protocols and suites (groups of benchmarks) "
+        "with their origin.",
     )
     parser.add_argument("what", nargs="?", choices=sorted(REGISTRIES), help="only this kind (default: all)")
     parser.set_defaults(run=run)
 
 
 def _summary(item: object) -> str:
+    if isinstance(item, Suite):
+        return item.describe()
     summary = getattr(item, "summary", "")
     if getattr(item, "trainable", False):
         summary += "  [trainable]"
