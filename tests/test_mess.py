@@ -214,7 +214,10 @@ def test_potsdam_binarises_maps_colours_and_tiles_from_the_zip(tmp_path: Path) -
             "3_Ortho_IRRG/top_potsdam_2_13_IRRG.tif",
         )
     with zipfile.ZipFile(raw / "Potsdam/5_Labels_all.zip", "w") as handle:
-        handle.write(inner / "5_Labels_all/top_potsdam_2_13_label.tif", "top_potsdam_2_13_label.tif")
+        # nested one folder deeper than MESS unpacks it: found wherever it lies
+        handle.write(
+            inner / "5_Labels_all/top_potsdam_2_13_label.tif", "5_Labels_all/top_potsdam_2_13_label.tif"
+        )
     with zipfile.ZipFile(raw / "Potsdam.zip", "w") as handle:
         for path in (raw / "Potsdam").iterdir():
             handle.write(path, f"Potsdam/{path.name}")
@@ -235,10 +238,18 @@ def test_potsdam_binarises_maps_colours_and_tiles_from_the_zip(tmp_path: Path) -
     assert image[0, :2].tolist() == [[7, 7, 7]] * 2 and (image[1:] == 0).all()
 
 
-def test_potsdam_and_manual_downloads_say_what_to_fetch(
+def test_potsdam_says_what_to_fetch_and_where_to_put_it(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     assert main(["data", "download", "mess_isprs_potsdam", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no public download" in err and "isprs.org/education/benchmarks/UrbanSemLab" in err
     assert "Potsdam.zip" in err and "textseg data prepare mess_isprs_potsdam" in err
+    (tmp_path / "raw").mkdir()
+    assert _prepare("mess_isprs_potsdam", tmp_path / "raw", tmp_path / "data") == 2
+    err = capsys.readouterr().err
+    assert (
+        "cannot find the IRRG tiles" in err
+        and "top_potsdam_<test tile>_IRRG.tif" in err
+        and "Potsdam.zip" in err
+    )

@@ -13,7 +13,7 @@ import pytest
 
 from textseg.cli import main
 from textseg.errors import ConfigError
-from textseg.registry import BENCHMARKS, PROTOCOLS, SUITES, UnknownNameError
+from textseg.registry import PROTOCOLS, SUITES, UnknownNameError
 from textseg.suite import Suite, expand
 
 MESS = SUITES.get("mess").benchmarks if "mess" in SUITES else ()
@@ -93,7 +93,7 @@ def test_bench_the_mess_suite_and_its_domain_averages(small_protocol: str, tmp_p
 
     data = tmp_path / "data"
     for name in MESS:
-        BENCHMARKS.get(name).layout.write_synthetic(data, BENCHMARKS.get(name).num_classes, 2, seed=1)
+        assert main(["data", "synthetic", name, "--out", str(data), "-n", "2", "--seed", "1"]) == 0
     args = [
         "bench",
         "--method",

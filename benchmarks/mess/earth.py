@@ -31,7 +31,7 @@ from PIL import Image
 from .._files import PrepareError, is_valid_label, run_jobs, save_as_pil_does
 from .._layout import Archive
 from .._synthetic import random_label, random_size, render_image
-from ._common import IGNORE, TILE, MessLayout, colour_classes, find_tree, mess_benchmark, tiles
+from ._common import IGNORE, TILE, MessLayout, colour_classes, mess_benchmark, tiles
 
 ZIP = Archive("Potsdam.zip", "https://www.isprs.org/education/benchmarks/UrbanSemLab/default.aspx")
 #: The parts of Potsdam.zip MESS reads for the IRRG set (unpacked as MESS unpacks them).
@@ -41,6 +41,7 @@ TEST_TILES = tuple(
     f"top_potsdam_{t}"
     for t in "2_13 2_14 3_13 3_14 4_13 4_14 4_15 5_13 5_14 5_15 6_13 6_14 6_15 7_13".split()
 )
+FOLDERS = {"IRRG": ("3_Ortho_IRRG",), "label": ("Labels", "5_Labels_all")}
 COLOURS = ((255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0))
 MANUAL = (
     "Request ISPRS Potsdam at https://www.isprs.org/education/benchmarks/UrbanSemLab/default.aspx, download "
@@ -72,6 +73,23 @@ def _cut(irrg: Path, label: Path, images: Path, labels: Path, tile: int) -> bool
     return True
 
 
+def _folder_of(raw: Path, kind: str, what: str) -> Path:
+    """The folder holding the test tiles' ``<tile>_<kind>.tif``: MESS's unpacked folders first, else
+    wherever under ``raw`` the first of them lies (the zips nest differently by release)."""
+    known = [raw / f / name for f in ("Potsdam", "ISPRS_Potsdam", ".") for name in FOLDERS[kind]]
+    for folder in known:
+        if any((folder / f"{t}_{kind}.tif").is_file() for t in TEST_TILES):
+            return folder
+    for tile in TEST_TILES:
+        found = sorted(raw.rglob(f"{tile}_{kind}.tif"))
+        if found:
+            return found[0].parent
+    where = "\n".join(f"  {folder}" for folder in known)
+    raise PrepareError(
+        f"cannot find {what}: no top_potsdam_<test tile>_{kind}.tif under {raw}, e.g. in\n{where}\n{MANUAL}"
+    )
+
+
 @dataclass(frozen=True)
 class PotsdamLayout(MessLayout):
     tile: int = TILE
@@ -81,17 +99,8 @@ class PotsdamLayout(MessLayout):
         for inner in (raw / "Potsdam", raw):
             for archive in INNER:
                 archive.extract(inner)
-        folders = [raw / "Potsdam", raw / "ISPRS_Potsdam", raw]
-        irrg = find_tree(
-            raw, [f / "3_Ortho_IRRG" for f in folders], ["."], "the IRRG tiles (3_Ortho_IRRG/)", MANUAL
-        )
-        labels = find_tree(
-            raw,
-            [f / name for f in folders for name in ("Labels", "5_Labels_all")],
-            ["."],
-            "the label tiles",
-            MANUAL,
-        )
+        irrg = _folder_of(raw, "IRRG", "the IRRG tiles (3_Ortho_IRRG/)")
+        labels = _folder_of(raw, "label", "the label tiles (5_Labels_all/, MESS's Labels/)")
         # As MESS, the test tiles that are there (the split size check reports missing ones).
         present = [t for t in TEST_TILES if (irrg / f"{t}_IRRG.tif").is_file()]
         if not present:
