@@ -43,13 +43,21 @@ def save_jpeg(path: Path, array: np.ndarray) -> None:
         Image.fromarray(array).save(tmp, format="JPEG", quality=90)
 
 
+def save_as_pil_does(path: Path, image: np.ndarray, format: str) -> None:
+    """Write ``image`` with PIL's defaults for ``format`` (JPEG: quality 75, 4:2:0; TIFF: no
+    compression; a uint16 array becomes a 16-bit map), atomically: the bytes the official
+    preparation scripts' ``Image.fromarray(x).save(path)`` write."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format=format)
+
+
 def is_valid_label(path: Path, size: tuple[int, int] | None = None) -> bool:
     """True when ``path`` is a single-channel image (of ``size`` if given): an earlier run's output.
 
     Outputs are written atomically, so one that opens with the right header is complete."""
     try:
         with Image.open(path) as image:
-            return image.mode in ("L", "P") and size in (None, image.size)
+            return image.mode in ("L", "P", "I;16") and size in (None, image.size)
     except (OSError, ValueError):
         return False
 

@@ -4,7 +4,9 @@ errors that say what is missing and how to get it, and the official archives beh
 mmsegmentation 0.27 finds pairs in one of two ways, and so do we: with a split file, each stripped
 line ``id`` gives ``img_dir/<id><img_suffix>`` and ``ann_dir/<id><seg_suffix>`` in file order;
 without one, ``img_dir`` is scanned recursively for ``*<img_suffix>`` and the pairs are sorted by
-relative path. Unlike mmsegmentation we check that every listed file exists, so an incomplete
+relative path. Layouts in detectron2's style (``load_sem_seg``: the ADE-847, PC-459 and MESS
+preparations) are defined by their label files instead: ``scan_labels`` scans ``ann_dir`` for
+``*<seg_suffix>``, so an image folder shared with other splits (VOC2010's ``JPEGImages``) is fine. Unlike mmsegmentation we check that every listed file exists, so an incomplete
 dataset fails before evaluation starts instead of in the middle of it.
 """
 
@@ -115,6 +117,7 @@ class FolderLayout(DatasetLayout):
     split_file: str | None
     raw_hint: str
     archives: tuple[Archive, ...] = ()
+    scan_labels: bool = False
 
     def find(self, root: Path) -> list[Sample]:
         base = Path(root) / self.base
@@ -125,11 +128,14 @@ class FolderLayout(DatasetLayout):
                 raise self.not_found(root, f"no split file {split}", describe_nearest(split))
             ids = read_ids(split)
         else:
-            if not images.is_dir():
-                raise self.not_found(root, f"no image folder {images}", describe_nearest(images))
-            ids = sorted(str(p.relative_to(images))[: -len(self.img_suffix)] for p in self._scan(images))
+            what, folder, suffix = ("image", images, self.img_suffix)
+            if self.scan_labels:
+                what, folder, suffix = ("label", base / self.ann_dir, self.seg_suffix)
+            if not folder.is_dir():
+                raise self.not_found(root, f"no {what} folder {folder}", describe_nearest(folder))
+            ids = sorted(str(p.relative_to(folder))[: -len(suffix)] for p in self._scan(folder, suffix))
         if not ids:
-            where = split if self.split_file is not None else images
+            where = split if self.split_file is not None else folder
             raise self.not_found(root, f"{where} lists no samples", describe_nearest(where))
         samples = [
             Sample(i, images / f"{i}{self.img_suffix}", base / self.ann_dir / f"{i}{self.seg_suffix}")
@@ -147,10 +153,11 @@ class FolderLayout(DatasetLayout):
         return samples
 
     def synthetic_marker(self, root: Path) -> Path:
-        return Path(root) / self.base / ".textseg-synthetic.json"
+        # Beside the labels: benchmarks sharing images but not labels (Context-60/459) keep their own.
+        return Path(root) / self.base / self.ann_dir / ".textseg-synthetic.json"
 
-    def _scan(self, images: Path) -> list[Path]:
-        return [p for p in images.rglob(f"*{self.img_suffix}") if p.is_file()]
+    def _scan(self, folder: Path, suffix: str) -> list[Path]:
+        return [p for p in folder.rglob(f"*{suffix}") if p.is_file()]
 
     def expected(self, root: Path) -> list[str]:
         """The paths a complete layout has (for error messages)."""

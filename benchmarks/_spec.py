@@ -58,8 +58,10 @@ def builtin(
     split_size: int,
     background: bool = False,
     reduce_zero_label: bool = False,
+    ignore_index: int = 255,
 ) -> BenchmarkSpec:
-    """A built-in benchmark: names from the files above, ignore index 255, version 1."""
+    """A built-in benchmark, version 1: names and synonym vocabularies from the files above (the
+    benchmarks beyond the eight have no synonym files)."""
     return BenchmarkSpec(
         name=name,
         version=VERSION,
@@ -67,6 +69,7 @@ def builtin(
         classes=class_names(name),
         background=background,
         layout=layout,
+        ignore_index=ignore_index,
         reduce_zero_label=reduce_zero_label,
         split_size=split_size,
         synonyms=_vocabularies(name),

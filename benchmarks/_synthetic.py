@@ -34,10 +34,16 @@ def random_shapes(
 
 
 def random_label(
-    rng: np.random.Generator, height: int, width: int, values: Sequence[int], shapes: int = 5
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    values: Sequence[int],
+    shapes: int = 5,
+    wide: bool = False,
 ) -> np.ndarray:
-    """A uint8 map filled with one of ``values`` and painted with ``shapes`` polygons of others."""
-    image = Image.new("L", (width, height), int(rng.choice(values)))
+    """A uint8 map (``wide``: int32, for values past 255) filled with one of ``values`` and painted
+    with ``shapes`` polygons of others."""
+    image = Image.new("I" if wide else "L", (width, height), int(rng.choice(values)))
     draw = ImageDraw.Draw(image)
     for polygon in random_shapes(rng, shapes, height, width):
         draw.polygon(polygon, fill=int(rng.choice(values)))
@@ -55,7 +61,7 @@ def void_borders(label: np.ndarray, value: int = 255) -> np.ndarray:
 
 
 def render_image(rng: np.random.Generator, label: np.ndarray) -> np.ndarray:
-    """An RGB uint8 image: a fixed colour per label value plus noise."""
+    """An RGB uint8 image: a fixed colour per label value (modulo 256) plus noise."""
     palette = np.random.default_rng(12345).integers(0, 256, (256, 3))
     noise = rng.integers(-20, 21, (*label.shape, 3))
-    return np.clip(palette[label] + noise, 0, 255).astype(np.uint8)
+    return np.clip(palette[label.astype(np.int64) % 256] + noise, 0, 255).astype(np.uint8)

@@ -46,7 +46,7 @@ def write_distribution(root: Path, name: str, entry_points: dict[str, dict[str, 
 def plugin_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """An outside plugin distribution providing the test-only ``dummy`` method, on sys.path and in
     PYTHONPATH (so subprocesses see it too). Registries are rescanned before and after."""
-    from textseg.registry import BENCHMARKS, METHODS, PROTOCOLS
+    from textseg.registry import BENCHMARKS, METHODS, PROTOCOLS, SUITES
 
     site = write_distribution(
         tmp_path / "site",
@@ -58,10 +58,10 @@ def plugin_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join([str(PLUGINS), str(site), os.environ.get("PYTHONPATH", "")])
     )
-    for registry in (METHODS, BENCHMARKS, PROTOCOLS):
+    for registry in (METHODS, BENCHMARKS, PROTOCOLS, SUITES):
         registry.reset()
     yield site
-    for registry in (METHODS, BENCHMARKS, PROTOCOLS):
+    for registry in (METHODS, BENCHMARKS, PROTOCOLS, SUITES):
         registry.reset()
     sys.modules.pop("textseg_dummy_plugin", None)
 

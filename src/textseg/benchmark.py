@@ -39,7 +39,7 @@ class LoadedSample:
 
     id: str
     image: np.ndarray  # [H, W, 3] uint8 RGB
-    label: np.ndarray  # [H, W] uint8 class indices; ignore_index where not scored
+    label: np.ndarray  # [H, W] class indices (uint8; uint16 past 255 classes); ignore_index where not scored
 
     @classmethod
     def checked(cls, id: str, image: np.ndarray, label: np.ndarray, where: str) -> LoadedSample:
@@ -188,6 +188,11 @@ class BenchmarkSpec:
     def __post_init__(self) -> None:
         if self.background and self.classes[0] != "background":
             raise TypeError(f"benchmark {self.name!r}: class 0 must be 'background' when background=True")
+        if not len(self.classes) <= self.ignore_index <= 65535:
+            raise TypeError(
+                f"benchmark {self.name!r}: ignore index {self.ignore_index} must be a uint16 value that is "
+                f"not one of its {len(self.classes)} classes"
+            )
         for vocab, lines in self.synonyms.items():
             if len(lines) != len(self.classes):
                 raise TypeError(
@@ -245,7 +250,7 @@ class BenchmarkSpec:
         return FolderSource(self, self.samples(Path(data_root)))
 
     def read_label(self, sample: Sample) -> np.ndarray:
-        """The label map as class indices ``[H, W]`` (uint8), ignore pixels = ``ignore_index``.
+        """The label map as class indices ``[H, W]`` (:attr:`label_dtype`), ignore pixels = ``ignore_index``.
 
         With ``reduce_zero_label``, raw 0 becomes ignore and every other value drops by one
         (mmsegmentation's rule for ADE20K, Context59 and VOC20).
@@ -262,7 +267,18 @@ class BenchmarkSpec:
             label[label == 0] = 256
             label = label - 1
             label[label >= 254] = self.ignore_index
-        return label.astype(np.uint8)
+        return label.astype(self.label_dtype)
+
+    @property
+    def label_dtype(self) -> type[np.unsignedinteger]:
+        """uint8, or uint16 when the ignore index needs it (more than 255 classes, ignore 65535)."""
+        return np.uint8 if self.ignore_index <= 255 else np.uint16
+
+    def protocol_synonyms(self, vocabulary: str | None) -> str | None:
+        """The vocabulary a protocol asks for by default, if this benchmark has it; else None (the
+        class names). The SCLIP family's name files exist for the eight benchmarks only, so on
+        another benchmark those protocols prompt with its class names, and the record says so."""
+        return vocabulary if vocabulary in self.synonyms else None
 
     def vocabulary(
         self, templates: tuple[str, ...], synonyms: str | None = None, background_query: bool = False

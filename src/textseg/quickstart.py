@@ -201,13 +201,15 @@ class Quickstart:
         return Stage(title, argv, done=self.results / label, partial=self.results / label)
 
     def _plan(self) -> list[Stage]:
+        from textseg.registry import BENCHMARKS
+
         pretrained = self.checkpoint("clip")
         shapes = self.data_root / "shapes"
         stages = [
             Stage(
                 f"write the shapes benchmark ({BENCHMARK_IMAGES} held-out scenes)",
                 ("data", "synthetic", "shapes", "--out", str(self.data_root), "-n", str(BENCHMARK_IMAGES)),
-                done=shapes / ".textseg-synthetic.json",
+                done=BENCHMARKS.get("shapes").layout.synthetic_marker(self.data_root),
                 partial=shapes,
             ),
             self._train("clip", CLIP_PLAN, self.random_clip),

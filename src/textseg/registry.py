@@ -1,7 +1,7 @@
 """Registries of methods, benchmarks and protocols.
 
-Entries come from the entry-point groups ``textseg.methods``, ``textseg.benchmarks`` and
-``textseg.protocols``. textseg registers its own built-ins through those groups in its
+Entries come from the entry-point groups ``textseg.methods``, ``textseg.benchmarks``,
+``textseg.protocols`` and ``textseg.suites`` (named groups of benchmarks, :mod:`textseg.suite`). textseg registers its own built-ins through those groups in its
 pyproject, so a built-in and an outside plugin take the same path. Nothing is imported until a
 name is asked for. Setting ``TEXTSEG_DISABLE_PLUGINS=1`` ignores every distribution but textseg
 itself, for hermetic runs.
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from textseg.api import MethodSpec
     from textseg.benchmark import BenchmarkSpec
     from textseg.evaluation.protocol import Protocol
+    from textseg.suite import Suite
 
 T = TypeVar("T")
 
@@ -270,3 +271,4 @@ BENCHMARKS: Registry[BenchmarkSpec] = Registry(
 PROTOCOLS: Registry[Protocol] = Registry(
     "textseg.protocols", "protocol", "textseg.evaluation.protocol:Protocol"
 )
+SUITES: Registry[Suite] = Registry("textseg.suites", "suite", "textseg.suite:Suite")

@@ -49,12 +49,13 @@ def plan_scoring(
     from textseg.benchmark import IncompleteSplitError
     from textseg.evaluation.protocol import choose_protocol
     from textseg.registry import BENCHMARKS
+    from textseg.suite import expand
     from textseg.text.templates import get_templates
 
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {limit}")
     resolved = []
-    for name in dict.fromkeys(benchmarks):
+    for name in expand(benchmarks):
         benchmark = BENCHMARKS.get(name)
         # The record lists the settings (--set, and a run's); weights are recorded apart, with their sha256.
         config = request.resolve(benchmark=name)
@@ -62,7 +63,9 @@ def plan_scoring(
         settings = chosen.for_benchmark(name)
         # Fails now, not after the first benchmarks ran, if a vocabulary or template set is unknown.
         benchmark.vocabulary(
-            get_templates(settings.templates), synonyms or settings.synonyms, settings.background_query
+            get_templates(settings.templates),
+            synonyms or benchmark.protocol_synonyms(settings.synonyms),
+            settings.background_query,
         )
         resolved.append((benchmark, config, chosen))
     jobs = []

@@ -40,7 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         action="extend",
         metavar="NAME",
-        help="one or more registered benchmarks (`textseg list benchmarks`)",
+        help="one or more registered benchmarks or suites (`textseg list benchmarks`, `textseg list "
+        "suites`); a suite such as mess scores each of its benchmarks",
     )
     parser.add_argument("--data-root", help="benchmark data root (default: $TEXTSEG_DATA, else ./data)")
     parser.add_argument(

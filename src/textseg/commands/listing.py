@@ -1,24 +1,31 @@
-"""``textseg list [methods|benchmarks|protocols|backbones]``: what is installed, where it comes from,
-and which backbone spellings the ``clip`` and ``vfm`` settings take; ``textseg list presets METHOD``:
-a method's presets and every setting ``--set`` can change."""
+"""``textseg list [methods|benchmarks|protocols|suites|backbones]``: what is installed, where it comes
+from, and which backbone spellings the ``clip`` and ``vfm`` settings take; ``textseg list presets
+METHOD``: a method's presets and every setting ``--set`` can change."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from textseg.registry import BENCHMARKS, METHODS, PROTOCOLS, Registry
+from textseg.registry import BENCHMARKS, METHODS, PROTOCOLS, SUITES, Registry
+from textseg.suite import Suite
 
-REGISTRIES: dict[str, Registry] = {"methods": METHODS, "benchmarks": BENCHMARKS, "protocols": PROTOCOLS}
+REGISTRIES: dict[str, Registry] = {
+    "methods": METHODS,
+    "benchmarks": BENCHMARKS,
+    "protocols": PROTOCOLS,
+    "suites": SUITES,
+}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "list",
-        help="list methods, benchmarks, protocols (plugins included), backbone spellings, a method's presets",
-        description="List registered methods, benchmarks and protocols with their origin, and the backbone "
-        "spellings that --set clip=... and --set vfm=... take (what each loads, whether it downloads). "
-        "`textseg list presets METHOD` shows a method's presets and settings.",
+        help="list methods, benchmarks, protocols, suites (plugins included), backbone spellings, a method's "
+        "presets",
+        description="List registered methods, benchmarks, protocols and suites (groups of benchmarks) with "
+        "their origin, and the backbone spellings that --set clip=... and --set vfm=... take (what each "
+        "loads, whether it downloads). `textseg list presets METHOD` shows a method's presets and settings.",
     )
     parser.add_argument(
         "what",
@@ -31,6 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _summary(item: object) -> str:
+    if isinstance(item, Suite):
+        return item.describe()
     summary = getattr(item, "summary", "")
     if getattr(item, "trainable", False):
         summary += "  [trainable]"

@@ -26,7 +26,7 @@ class EvalItem(TypedDict, total=False):
     index: int  # position in the source
     id: str
     image: Tensor  # [3, h, w] float32, normalised, at protocol resolution
-    label: Tensor  # [H, W] uint8 at the original size
+    label: Tensor  # [H, W] at the original size: uint8, or int32 where labels are wider (> 255 classes)
     label_max: int  # largest label value other than the ignore index (-1 if none)
 
 
@@ -58,7 +58,10 @@ class EvalImages(Dataset[EvalItem]):
             sample = self.source[index]
         except TextsegError as exc:
             return EvalItem(error=str(exc))
-        label = np.require(sample.label, dtype=np.uint8, requirements=["C", "W"])
+        # uint8 stays uint8; wider labels (uint16 of the 847- and 459-class benchmarks) become int32,
+        # which torch handles everywhere.
+        dtype = np.uint8 if sample.label.dtype == np.uint8 else np.int32
+        label = np.require(sample.label, dtype=dtype, requirements=["C", "W"])
         scored = label[label != self.ignore_index]
         return EvalItem(
             index=index,

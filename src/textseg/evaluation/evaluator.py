@@ -95,8 +95,8 @@ def evaluate(
     processes; the method is moved to its device, put in eval mode for the run and back in its
     previous mode after. ``precision`` is fp32 (the official numerics) or fp16 / bf16 autocast
     around the method's calls. ``limit`` scores only the first N samples; ``synonyms`` picks one of
-    the benchmark's synonym vocabularies (default: the protocol's). ``num_workers`` DataLoader workers
-    decode and preprocess; ``max_windows`` caps the windows sent to one ``segment`` call.
+    the benchmark's synonym vocabularies (default: the protocol's where the benchmark has it, else the
+    class names). ``num_workers`` DataLoader workers decode and preprocess; ``max_windows`` caps the windows sent to one ``segment`` call.
     """
     if accelerator is None:
         accelerator = default_accelerator()
@@ -106,7 +106,7 @@ def evaluate(
     device = accelerator.device
     autocast = _autocast(device, precision)
     protocol = protocol.for_benchmark(benchmark.name)
-    synonyms = synonyms if synonyms is not None else protocol.synonyms
+    synonyms = synonyms if synonyms is not None else benchmark.protocol_synonyms(protocol.synonyms)
     own_background = benchmark.background and model.scores_background
     vocabulary = benchmark.vocabulary(
         get_templates(protocol.templates), synonyms, protocol.background_query or own_background

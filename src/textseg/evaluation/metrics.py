@@ -24,31 +24,33 @@ from torch import Tensor
 class ConfusionMatrix:
     """A ``[K, K]`` confusion matrix (rows = label, columns = prediction) accumulated on the device.
 
-    Labels are uint8, so counts go to a ``[256, K]`` table with one row per possible label value;
-    rows from ``K`` on (the ignore index, which must lie in ``K..255``) are dropped when the matrix
-    is read, so no per-image mask is needed. The table is filled with ``index_add_``, the histogram
-    ``bincount`` would give: CUDA's ``bincount`` waits for the device to find the largest value,
-    which would stall the evaluation loop once per image.
+    Counts go to a ``[K + 1, K]`` table: every label value from ``K`` on (only the ignore index,
+    which must not be a class, reaches it: the evaluator refuses other out-of-range labels) is
+    clamped to row ``K``, dropped when the matrix is read, so no per-image mask is needed. Labels
+    are uint8, or wider for benchmarks with more than 255 classes (ignore index 65535). The table is
+    filled with ``index_add_``, the histogram ``bincount`` would give: CUDA's ``bincount`` waits for
+    the device to find the largest value, which would stall the evaluation loop once per image.
     """
 
     def __init__(self, num_classes: int, ignore_index: int, device: torch.device | str = "cpu") -> None:
-        if not 0 < num_classes <= ignore_index <= 255:
+        if not 0 < num_classes <= ignore_index:
             raise ValueError(
-                f"the ignore index must be a uint8 value that is not a class: got {ignore_index} "
+                f"the ignore index must be a label value that is not a class: got {ignore_index} "
                 f"for {num_classes} classes"
             )
         self.num_classes = num_classes
-        self._table = torch.zeros(256 * num_classes, dtype=torch.int64, device=device)
+        self._table = torch.zeros((num_classes + 1) * num_classes, dtype=torch.int64, device=device)
         self._one = torch.ones(1, dtype=torch.int64, device=device)
 
     def add(self, pred: Tensor, label: Tensor) -> None:
-        """Count one image: ``pred`` (class indices) and ``label`` (values 0..255), same shape."""
-        index = label.to(torch.int64).mul_(self.num_classes).add_(pred).view(-1)
+        """Count one image: ``pred`` (class indices) and ``label`` (class indices or ignore), same shape."""
+        k = self.num_classes
+        index = label.to(torch.int64, copy=True).clamp_(max=k).mul_(k).add_(pred).view(-1)
         self._table.index_add_(0, index, self._one.expand(index.numel()))
 
     @property
     def matrix(self) -> Tensor:
-        return self._table.view(256, self.num_classes)[: self.num_classes]
+        return self._table.view(self.num_classes + 1, self.num_classes)[: self.num_classes]
 
 
 def confusion_matrix(pred: Tensor, label: Tensor, num_classes: int, ignore_index: int) -> Tensor:

@@ -17,6 +17,7 @@ from textseg import __version__
 from textseg.io import atomic_path
 from textseg.leaderboard.reported import PACKAGED_REPORTED, PROVENANCE_TAGS, REPORTED_COLUMNS
 from textseg.leaderboard.runs import Selection
+from textseg.leaderboard.suites import suite_columns
 from textseg.leaderboard.tables import miou, other_versions_table
 
 FLOAT_FORMAT = "%.2f"
@@ -42,6 +43,13 @@ def _covered(table: pd.DataFrame, benchmarks: Sequence[str]) -> list[str]:
     return [b for b in benchmarks if table[b].notna().any()]
 
 
+def _suite_cells(table: pd.DataFrame, benchmarks: Sequence[str], out: pd.DataFrame) -> None:
+    """The suite averages some row has (e.g. ``mess: Engineering``), after ``average``."""
+    for column in suite_columns(benchmarks):
+        if column in table and table[column].notna().any():
+            out[column] = [number(v) for v in table[column]]
+
+
 def reproduced_markdown(summary: pd.DataFrame, benchmarks: Sequence[str]) -> str:
     """The reproduced runs; a matched cell reads ``reproduced (published, difference)``."""
     table = summary[summary["kind"] == "reproduced"]
@@ -55,6 +63,7 @@ def reproduced_markdown(summary: pd.DataFrame, benchmarks: Sequence[str]) -> str
         ]
     out["average"] = [number(v) for v in table["average"]]
     out["avg diff"] = [number(v) for v in table["average_diff"]]
+    _suite_cells(table, benchmarks, out)
     return markdown_table(out)
 
 
@@ -65,6 +74,7 @@ def _published_markdown(summary: pd.DataFrame, benchmarks: Sequence[str]) -> str
         out[b] = [number(v) for v in table[b]]
     out["average"] = [number(v) for v in table["average"]]
     out["n"] = table["benchmarks"].astype(str)
+    _suite_cells(table, benchmarks, out)
     out["provenance"] = table["provenance"]
     out["checked"] = table["checked"]
     out["textseg run"] = [" ".join(filter(None, pair)) for pair in zip(table["preset"], table["overrides"])]

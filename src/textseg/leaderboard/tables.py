@@ -14,6 +14,7 @@ import pandas as pd
 from textseg.evaluation.records import ResultsRecord
 from textseg.leaderboard.reported import overrides_text
 from textseg.leaderboard.runs import OtherVersion, Run, unranked_reason
+from textseg.leaderboard.suites import add_suite_columns
 from textseg.registry import BENCHMARKS, RegistryError
 
 #: Columns that identify a reproduced run: one summary row each. ``label`` says why a run that is
@@ -111,6 +112,7 @@ def summary_table(runs: Sequence[Run], reported: pd.DataFrame, benchmarks: Seque
     Per benchmark ``b``: ``b`` is the row's mIoU; for a reproduced run that matches a published
     variant, ``b_published`` is the published number and ``b_diff`` = reproduced - published.
     ``average`` is over the ``benchmarks`` the row covers; ``average_diff`` over the differences.
+    Suite columns follow (:mod:`textseg.leaderboard.suites`: e.g. MESS's domain averages).
     """
     triples = [c for b in benchmarks for c in (b, f"{b}_published", f"{b}_diff")]
     columns = [*SUMMARY_COLUMNS, *triples, "average", "benchmarks", "average_diff"]
@@ -120,6 +122,7 @@ def summary_table(runs: Sequence[Run], reported: pd.DataFrame, benchmarks: Seque
     table["average"] = numbers[list(benchmarks)].mean(axis=1).round(2)
     table["benchmarks"] = numbers[list(benchmarks)].notna().sum(axis=1).astype(int)
     table["average_diff"] = numbers[[f"{b}_diff" for b in benchmarks]].mean(axis=1).round(2)
+    add_suite_columns(table, benchmarks)
     return table.sort_values(_SORT, kind="stable").reset_index(drop=True)
 
 
