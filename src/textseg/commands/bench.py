@@ -21,6 +21,8 @@ DEFAULT_OUTPUT = "results"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from textseg.evaluation.windows import DEFAULT_MAX_WINDOWS
+
     parser = subparsers.add_parser(
         "bench",
         help="score a method on benchmarks (prints a table, writes a results record)",
@@ -61,7 +63,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
     parser.add_argument("--num-workers", type=int, default=2, help="data loading workers per process")
-    parser.add_argument("--max-windows", type=int, default=16, help="most windows per segment call")
+    parser.add_argument(
+        "--max-windows",
+        type=int,
+        help="most windows per segment call (default by device, from scripts/bench_speed.py's measurements: "
+        f"cpu {DEFAULT_MAX_WINDOWS['cpu']}, cuda {DEFAULT_MAX_WINDOWS['cuda']})",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="TRACE",
+        help="write a torch profiler trace (Chrome JSON: chrome://tracing or ui.perfetto.dev) of the "
+        "evaluation to TRACE; pair it with --limit, traces grow fast",
+    )
     parser.add_argument(
         "--save-confusion",
         action="store_true",
@@ -89,7 +102,7 @@ def _plan(args: argparse.Namespace, spec: MethodSpec) -> list[_Job]:
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}")
-    if args.max_windows < 1 or args.num_workers < 0:
+    if (args.max_windows is not None and args.max_windows < 1) or args.num_workers < 0:
         raise ConfigError("--max-windows must be at least 1 and --num-workers at least 0")
     given = parse_assignments(args.overrides)
     overrides = {**given, **weights_overrides(spec, args.weights)}
@@ -112,7 +125,7 @@ def _plan(args: argparse.Namespace, spec: MethodSpec) -> list[_Job]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from textseg.evaluation.evaluator import default_accelerator, evaluate
+    from textseg.evaluation.evaluator import default_accelerator, evaluate, profiled
     from textseg.registry import METHODS
     from textseg.weights import apply_weights
 
@@ -121,28 +134,32 @@ def run(args: argparse.Namespace) -> int:
     accelerator = default_accelerator()
     built: tuple[Any, SegMethod, dict[str, str | None] | None] | None = None
     results = []
-    for job in jobs:
-        if built is None or built[0] != job.config.model:
-            method = spec.build(job.config.model)
-            info = apply_weights(method, spec, args.weights)
-            built = (job.config.model, method, dataclasses.asdict(info) if info else None)
-        _, method, weights = built
-        result = evaluate(
-            method,
-            job.benchmark,
-            job.source,
-            job.protocol,
-            accelerator=accelerator,
-            precision=args.precision,
-            limit=args.limit,
-            synonyms=args.synonyms,
-            num_workers=args.num_workers,
-            max_windows=args.max_windows,
-        )
-        if accelerator.is_main_process:
-            path = _write(args, job, result, weights)
-            _print_result(job.benchmark, result, path)
-        results.append(result)
+    rank = accelerator.process_index if accelerator.num_processes > 1 else None
+    with profiled(args.profile, rank) as trace:
+        for job in jobs:
+            if built is None or built[0] != job.config.model:
+                method = spec.build(job.config.model)
+                info = apply_weights(method, spec, args.weights)
+                built = (job.config.model, method, dataclasses.asdict(info) if info else None)
+            _, method, weights = built
+            result = evaluate(
+                method,
+                job.benchmark,
+                job.source,
+                job.protocol,
+                accelerator=accelerator,
+                precision=args.precision,
+                limit=args.limit,
+                synonyms=args.synonyms,
+                num_workers=args.num_workers,
+                max_windows=args.max_windows,
+            )
+            if accelerator.is_main_process:
+                path = _write(args, job, result, weights)
+                _print_result(job.benchmark, result, path)
+            results.append(result)
+    if accelerator.is_main_process and trace is not None:
+        print(f"profile trace: {trace}")
     if accelerator.is_main_process and len(results) > 1:
         _print_summary(results)
     return 0

@@ -4,6 +4,17 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+#: Windows per ``segment`` call when not given, by device type (any other device: CUDA's value).
+#: Measured with scripts/bench_speed.py (numbers and method in the README): on a 2-core CPU a batch
+#: is no faster per window than one window, so a few windows keep memory low; on a GPU batches
+#: keep the device busy.
+DEFAULT_MAX_WINDOWS = {"cpu": 4, "cuda": 16}
+
+
+def default_max_windows(device_type: str) -> int:
+    """The ``max_windows`` the evaluator uses on a device of ``device_type`` (``"cpu"``, ``"cuda"``, ...)."""
+    return DEFAULT_MAX_WINDOWS.get(device_type, DEFAULT_MAX_WINDOWS["cuda"])
+
 
 class Window(NamedTuple):
     """A crop ``[top:bottom, left:right]`` of the resized image."""
