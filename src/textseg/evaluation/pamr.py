@@ -44,9 +44,11 @@ NACLIP_DILATIONS = (8, 16)
 _OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))  # row-major, centre at index 4
 
 #: On CPU, the masks refined together take at most this many bytes (with their padded copy and two
-#: buffers, about 4x this stays in flight): L2/L3-sized. Chosen by measuring scripts/bench_speed.py's
-#: TCL case (150 classes at 112 x 112) at 1, 4 and 16 windows per call.
-CPU_BLOCK_BYTES = 1 << 20
+#: buffers, about 4x this stays in flight: inside the L3 cache). Measured on TCL's case (150 classes
+#: at 112 x 112, 10 iterations, 2 cores): 210-225 ms per window at 1, 4 and 16 windows per call with
+#: 2 MiB blocks, against 590 (1 window) to 890 ms (4 windows) per window unblocked; 1 MiB blocks pay
+#: more per-operation overhead (250-340 ms), 8 MiB ones fall out of the cache (400-440 ms).
+CPU_BLOCK_BYTES = 2 << 20
 
 
 def _shifts(dilations: Sequence[int], centre: bool) -> Iterator[tuple[int, int]]:
