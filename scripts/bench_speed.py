@@ -247,7 +247,7 @@ def compare(args: argparse.Namespace, model: str, folder: Path) -> float:
     clock = SegmentClock(method, device)
     accelerator = default_accelerator()
     default = default_max_windows(device.type)
-    windows = sorted(set(args.max_windows or [1, default]))
+    windows = sorted(set(args.max_windows or [1, 4, 16]) | {default})
     autocast = _autocast(device, args.precision)
 
     def run_naive(limit: int | None = None) -> np.ndarray:
@@ -329,7 +329,12 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", type=_size, default=[(512, 683), (683, 512)], help="HxW")
     parser.add_argument("--images", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--max-windows", type=int, nargs="+", help="default: 1 and the device's default")
+    parser.add_argument(
+        "--max-windows",
+        type=int,
+        nargs="+",
+        help="textseg runs to time (default: 1 4 16); the device's default is added",
+    )
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -66,8 +66,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-windows",
         type=int,
-        help="most windows per segment call (default by device, from scripts/bench_speed.py's measurements: "
-        f"cpu {DEFAULT_MAX_WINDOWS['cpu']}, cuda {DEFAULT_MAX_WINDOWS['cuda']})",
+        help=f"most windows per segment call (default by device: cpu {DEFAULT_MAX_WINDOWS['cpu']}, chosen by "
+        "measuring scripts/bench_speed.py on 2 cores, where larger batches were no faster per window and "
+        f"used more memory; cuda {DEFAULT_MAX_WINDOWS['cuda']}, not measured)",
     )
     parser.add_argument(
         "--profile",

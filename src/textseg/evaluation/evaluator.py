@@ -127,7 +127,7 @@ def evaluate(
     model: SegMethod = method if isinstance(method, SegMethod) else accelerator.unwrap_model(method)
     device = accelerator.device
     autocast = _autocast(device, precision)
-    max_windows = max_windows or default_max_windows(device.type)
+    max_windows = default_max_windows(device.type) if max_windows is None else max_windows
     protocol = protocol.for_benchmark(benchmark.name)
     synonyms = synonyms if synonyms is not None else protocol.synonyms
     vocabulary = benchmark.vocabulary(get_templates(protocol.templates), synonyms, protocol.background_query)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 #: Windows per ``segment`` call when not given, by device type (any other device: CUDA's value).
-#: Measured with scripts/bench_speed.py (numbers and method in the README): on a 2-core CPU a batch
-#: is no faster per window than one window, so a few windows keep memory low; on a GPU batches
-#: keep the device busy.
-DEFAULT_MAX_WINDOWS = {"cpu": 4, "cuda": 16}
+#: CPU: measured with scripts/bench_speed.py (README, "Speed"): on 2 cores TCL takes the same time
+#: per window at 1, 4 and 16 windows per call (within 5 %) while memory grows with the batch, and one
+#: window per call is exactly the official loops' call, so even a method whose numbers depend on the
+#: batch gives their labels. CUDA: not measured (no GPU here); batches keep a GPU busy.
+DEFAULT_MAX_WINDOWS = {"cpu": 1, "cuda": 16}
 
 
 def default_max_windows(device_type: str) -> int:
