@@ -83,6 +83,17 @@ def test_limit_synonyms_and_records_are_never_overwritten(bench_inputs: dict[str
         assert record.protocol == "tcl" and record.protocol_settings["short_side"] == 448
 
 
+def test_profile_writes_a_trace_with_the_harness_steps(
+    bench_inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = bench_inputs["out"] / "trace.json"
+    args = _bench(bench_inputs, "--dataset", "toy", "--protocol", "toy", "--limit", "2", "--max-windows", "3")
+    assert main([*args, "--profile", str(trace)]) == 0
+    names = {event.get("name") for event in json.loads(trace.read_text())["traceEvents"]}
+    assert {"textseg.segment", "textseg.labels"} <= names
+    assert f"profile trace: {trace}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -91,6 +102,7 @@ def test_limit_synonyms_and_records_are_never_overwritten(bench_inputs: dict[str
         (["--method", "dummy", "--dataset", "toy", "--protocol", "tlc"], "Did you mean 'tcl'?"),
         (["--method", "dummy", "--dataset", "toy", "--set", "bg_tresh=1"], "Did you mean bg_thresh?"),
         (["--method", "dummy", "--dataset", "toy", "--limit", "0"], "--limit must be at least 1"),
+        (["--method", "dummy", "--dataset", "toy", "--max-windows", "0"], "--max-windows must be at least 1"),
         (
             ["--method", "dummy", "--dataset", "toy", "toy_bg", "--synonyms", "alt"],
             "no synonym vocabulary 'alt'",

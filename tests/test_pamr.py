@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from textseg.evaluation import pamr as pamr_module
 from textseg.evaluation.pamr import PAMR
 
 
@@ -99,3 +100,16 @@ def test_invariants() -> None:
     small = torch.rand(2, 4, 6, 5, generator=g)
     assert pamr(image, small).shape == (2, 4, 12, 10)
     assert torch.equal(PAMR(num_iter=0)(image, mask), mask)
+
+
+@pytest.mark.parametrize("block_bytes", [4 * 20 * 23, 3 * 4 * 20 * 23, 1 << 30])
+def test_a_batch_equals_its_images_refined_alone(block_bytes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bit for bit, whatever the CPU blocks (one mask plane, three planes straddling images, all):
+    what makes batched evaluation give the labels of the one-window-at-a-time official loops."""
+    g = torch.Generator().manual_seed(2)
+    image = torch.randn(3, 3, 20, 23, generator=g)
+    mask = torch.rand(3, 5, 10, 12, generator=g)  # resized to the image first
+    pamr = PAMR(num_iter=3, dilations=[1, 2, 4])
+    alone = torch.cat([pamr(image[i : i + 1], mask[i : i + 1]) for i in range(3)])
+    monkeypatch.setattr(pamr_module, "CPU_BLOCK_BYTES", block_bytes)
+    assert torch.equal(pamr(image, mask), alone)

@@ -89,6 +89,17 @@ def test_synonyms_take_the_max_over_names(tcl: TCL) -> None:
     torch.testing.assert_close(together, torch.stack([apart[:, 0], apart[:, 1:].amax(1)], dim=1))
 
 
+@torch.no_grad()
+@pytest.mark.parametrize("size", [(112, 76), (96, 96)])
+def test_a_batch_of_crops_gives_each_crop_its_masks_alone(tcl: TCL, size: tuple[int, int]) -> None:
+    """Bit for bit: the harness batches crops, the official loop scores them one at a time (before
+    per_window, the kp sigmoid on einsum's batch layout differed by 1 ulp here)."""
+    text = tcl.encode_vocabulary(Vocabulary.from_names([f"thing{i}" for i in range(9)], ("a {}.",)))
+    crops = _images(3, 3, *size, seed=1)
+    alone = torch.cat([tcl.segment(crops[i : i + 1], text) for i in range(3)])
+    assert torch.equal(tcl.segment(crops, text), alone)
+
+
 def test_presets_and_released_checkpoint() -> None:
     paper = SPEC.resolve("paper")
     assert (paper.model.pamr, paper.model.bg_thresh, paper.model.kp_w) == (True, 0.4, 0.3)

@@ -13,12 +13,17 @@ For one batch of crops:
 
 CoDe runs the same pipeline with different text embeddings for the kp branch; that is why the
 kp similarity is an input here rather than computed from the grounder's text.
+
+The official loop scores one crop at a time; textseg batches crops. Everything after the backbone
+(cosine maps, sigmoids, the kp mix) runs :func:`per_window`, so a crop's masks do not depend on the
+batch it came in, bit for bit (PAMR sees to its own part).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +50,17 @@ class KpBranch:
         return self.weight * kp + (1 - self.weight) * masks
 
 
+def per_window(fn: Callable[..., Tensor], *tensors: Any) -> Tensor:
+    """``fn`` on each window's slice ``[1, ...]`` of ``tensors``, concatenated.
+
+    CPU kernels round ``exp`` (in ``sigmoid``) 1 ulp differently in vectorised and scalar code, and
+    which elements take which path depends on the tensor's layout and size: ``einsum`` returns the
+    cosine map of one crop in NCHW order but of a batch channels-last (measured). Computed for the
+    whole batch, a crop's masks would then differ slightly from those of the crop scored alone.
+    """
+    return torch.cat([fn(*(t[i : i + 1] for t in tensors)) for i in range(len(tensors[0]))])
+
+
 def refine_with_pamr(pamr: PAMR, images: Tensor, masks: Tensor) -> Tensor:
     """PAMR at the masks' resolution: the image is resized bilinearly (``align_corners=True``) to it."""
     small = F.interpolate(images, masks.shape[-2:], mode="bilinear", align_corners=True)
@@ -68,6 +84,6 @@ def generate_masks(
     if pamr is not None:
         masks = refine_with_pamr(pamr, padded, masks)
     if kp is not None and kp.weight:
-        masks = kp.mix(masks, cosine)
+        masks = per_window(kp.mix, masks, cosine)
     masks = F.interpolate(masks, padded.shape[-2:], mode="bilinear")
     return unpad_scores(masks, pads, tuple(images.shape[-2:]))

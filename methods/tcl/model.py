@@ -21,7 +21,7 @@ from textseg.errors import ConfigError
 from textseg.evaluation.pamr import PAMR
 from textseg.methods.tcl.config import TCLConfig
 from textseg.methods.tcl.grounder import Grounder
-from textseg.methods.tcl.inference import KpBranch, generate_masks
+from textseg.methods.tcl.inference import KpBranch, generate_masks, per_window
 from textseg.methods.tcl.losses import ExtendedInfoNCE, InfoNCE, area_loss, masked_pool, tv_loss
 from textseg.methods.tcl.masks import PairMasks, Sim2Mask, cosine_map, split_pairs
 from textseg.methods.tcl.transform import TrainTransform
@@ -87,15 +87,22 @@ class TCL(SegMethod):
         self, padded: Tensor, text: Tensor, kp_text: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None]:
         """Soft masks at 1/4 resolution for ``text`` and, if kp is on, the frozen CLIP's cosine map
-        with ``kp_text`` (default: ``text``; CoDe embeds the two differently)."""
+        with ``kp_text`` (default: ``text``; CoDe embeds the two differently). The backbone runs on
+        the batch; the text-dependent rest :func:`per_window`, so each crop's result is the same in
+        any batch."""
         vision = self.clip.vision
         tokens, grid = vision.tokens_before_last(padded, self.config.positions)
-        _, soft = self.sim2mask(cosine_map(self.grounder(tokens, grid), text), deterministic=True)
+        soft = per_window(
+            lambda grounded: self.sim2mask(cosine_map(grounded, text), deterministic=True)[1],
+            self.grounder(tokens, grid),
+        )
         if self.kp is None:
             return soft, None
         frozen = vision.run_last(tokens, grid, self.config.last_block)
         kp_text = text if kp_text is None else kp_text
-        return soft, cosine_map(vision.to_map(vision.project(frozen), grid), kp_text)
+        return soft, per_window(
+            lambda dense: cosine_map(dense, kp_text), vision.to_map(vision.project(frozen), grid)
+        )
 
     @torch.no_grad()
     def segment(self, images: Tensor, text: TextState) -> Tensor:

@@ -120,7 +120,7 @@ def evaluate(
     synonyms: str | None = None,
     precision: str = "fp32",
     num_workers: int = 2,
-    max_windows: int = 16,
+    max_windows: int | None = None,
     output: str | Path | None = None,
     progress: bool = True,
 ) -> EvalResult:
@@ -131,15 +131,22 @@ def evaluate(
     result's ``record``). Data is read from ``data_root``, else ``$TEXTSEG_DATA``, else ``./data``;
     an incomplete data folder is refused unless ``limit`` or ``allow_incomplete`` says a subset is
     meant (the record then says so). Settings changed with ``method.reconfigure`` are scored and
-    recorded.
+    recorded. ``max_windows`` defaults by device, as for ``textseg bench``.
     """
     import dataclasses
 
     from textseg.evaluation.evaluator import evaluate as run_evaluation
     from textseg.evaluation.records import write_record
     from textseg.paths import data_root as default_root
+    from textseg.registry import SUITES
     from textseg.scoring import make_record, plan_scoring
 
+    if benchmark in SUITES:
+        members = ", ".join(SUITES.get(benchmark).benchmarks)
+        raise ConfigError(
+            f"textseg.evaluate scores one benchmark, and {benchmark!r} is a suite: evaluate each of {members} "
+            f"(or run `textseg bench --dataset {benchmark}`)"
+        )
     origin = _origin(method, "evaluate")
     (job,) = plan_scoring(
         origin.request,

@@ -20,6 +20,8 @@ DEFAULT_OUTPUT = "results"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from textseg.evaluation.windows import DEFAULT_MAX_WINDOWS
+
     parser = subparsers.add_parser(
         "bench",
         help="score a method on benchmarks (prints a table, writes a results record)",
@@ -74,7 +76,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
     parser.add_argument("--num-workers", type=int, default=2, help="data loading workers per process")
-    parser.add_argument("--max-windows", type=int, default=16, help="most windows per segment call")
+    parser.add_argument(
+        "--max-windows",
+        type=int,
+        help=f"most windows per segment call (default by device: cpu {DEFAULT_MAX_WINDOWS['cpu']}, chosen by "
+        "measuring scripts/bench_speed.py on 2 cores, where larger batches were no faster per window and "
+        f"used more memory; cuda {DEFAULT_MAX_WINDOWS['cuda']}, not measured)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="TRACE",
+        help="write a torch profiler trace (Chrome JSON: chrome://tracing or ui.perfetto.dev) of the "
+        "evaluation to TRACE; pair it with --limit, traces grow fast",
+    )
     parser.add_argument(
         "--save-confusion",
         action="store_true",
@@ -86,12 +100,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from textseg.config import parse_assignments
     from textseg.errors import ConfigError
-    from textseg.evaluation.evaluator import default_accelerator, evaluate
+    from textseg.evaluation.evaluator import default_accelerator, evaluate, profiled
     from textseg.loading import request_model
     from textseg.paths import data_root
     from textseg.scoring import plan_scoring
 
-    if args.max_windows < 1 or args.num_workers < 0:
+    if (args.max_windows is not None and args.max_windows < 1) or args.num_workers < 0:
         raise ConfigError("--max-windows must be at least 1 and --num-workers at least 0")
     request = request_model(args.method, args.weights, args.preset, parse_assignments(args.overrides))
     jobs = plan_scoring(
@@ -106,26 +120,30 @@ def run(args: argparse.Namespace) -> int:
     accelerator = default_accelerator()
     built: tuple[Any, SegMethod, dict[str, Any] | None] | None = None
     results = []
-    for job in jobs:
-        if built is None or built[0] != job.config.model:
-            built = (job.config.model, *request.build(job.config))
-        _, method, weights = built
-        result = evaluate(
-            method,
-            job.benchmark,
-            job.source,
-            job.protocol,
-            accelerator=accelerator,
-            precision=args.precision,
-            limit=args.limit,
-            synonyms=args.synonyms,
-            num_workers=args.num_workers,
-            max_windows=args.max_windows,
-        )
-        if accelerator.is_main_process:
-            path = _write(args, job, result, weights)
-            _print_result(job.benchmark, result, path)
-        results.append(result)
+    rank = accelerator.process_index if accelerator.num_processes > 1 else None
+    with profiled(args.profile, rank) as trace:
+        for job in jobs:
+            if built is None or built[0] != job.config.model:
+                built = (job.config.model, *request.build(job.config))
+            _, method, weights = built
+            result = evaluate(
+                method,
+                job.benchmark,
+                job.source,
+                job.protocol,
+                accelerator=accelerator,
+                precision=args.precision,
+                limit=args.limit,
+                synonyms=args.synonyms,
+                num_workers=args.num_workers,
+                max_windows=args.max_windows,
+            )
+            if accelerator.is_main_process:
+                path = _write(args, job, result, weights)
+                _print_result(job.benchmark, result, path)
+            results.append(result)
+    if accelerator.is_main_process and trace is not None:
+        print(f"profile trace: {trace}")
     if accelerator.is_main_process and len(results) > 1:
         _print_summary(results)
     return 0

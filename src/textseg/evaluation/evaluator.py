@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +25,7 @@ from textseg.evaluation.data import EvalImages, EvalItem, make_loader, shard
 from textseg.evaluation.inference import ScoredImage, WindowBatcher, image_labels
 from textseg.evaluation.metrics import ConfusionMatrix, compute_metrics
 from textseg.evaluation.protocol import Protocol
+from textseg.evaluation.windows import default_max_windows
 from textseg.text.templates import get_templates
 
 Precision = Literal["fp32", "fp16", "bf16"]
@@ -71,6 +72,27 @@ def _autocast(device: torch.device, precision: str) -> Any:
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
+@contextlib.contextmanager
+def profiled(path: str | Path | None, rank: int | None = None) -> Iterator[Path | None]:
+    """Run the block under the torch profiler (CPU, and CUDA when available) and write its Chrome
+    trace (chrome://tracing, Perfetto) to ``path``, with ``.rank<N>`` before the suffix when ``rank``
+    is given; nothing when ``path`` is None. Yields the trace's path. The harness marks its steps
+    (``textseg.segment``, ``textseg.labels``) so they stand out in the trace."""
+    if path is None:
+        yield None
+        return
+    from torch.profiler import ProfilerActivity, profile
+
+    target = Path(path)
+    if rank is not None:
+        target = target.with_name(f"{target.stem}.rank{rank}{target.suffix}")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities, record_shapes=True) as profiler:
+        yield target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    profiler.export_chrome_trace(str(target))
+
+
 def _by_name(names: tuple[str, ...], values: np.ndarray) -> dict[str, float | None]:
     return {name: (None if np.isnan(v) else float(v)) for name, v in zip(names, values)}
 
@@ -87,7 +109,7 @@ def evaluate(
     synonyms: str | None = None,
     progress: bool = True,
     num_workers: int = 2,
-    max_windows: int = 16,
+    max_windows: int | None = None,
 ) -> EvalResult:
     """Score ``method`` on ``source`` (samples of ``benchmark``) under ``protocol``.
 
@@ -96,7 +118,9 @@ def evaluate(
     previous mode after. ``precision`` is fp32 (the official numerics) or fp16 / bf16 autocast
     around the method's calls. ``limit`` scores only the first N samples; ``synonyms`` picks one of
     the benchmark's synonym vocabularies (default: the protocol's where the benchmark has it, else the
-    class names). ``num_workers`` DataLoader workers decode and preprocess; ``max_windows`` caps the windows sent to one ``segment`` call.
+    class names). ``num_workers`` DataLoader workers decode and preprocess; ``max_windows`` caps the
+    windows sent to one ``segment`` call (default: :func:`~textseg.evaluation.windows.default_max_windows`
+    of the device).
     """
     if accelerator is None:
         accelerator = default_accelerator()
@@ -105,6 +129,7 @@ def evaluate(
     model: SegMethod = method if isinstance(method, SegMethod) else accelerator.unwrap_model(method)
     device = accelerator.device
     autocast = _autocast(device, precision)
+    max_windows = default_max_windows(device.type) if max_windows is None else max_windows
     protocol = protocol.for_benchmark(benchmark.name)
     synonyms = synonyms if synonyms is not None else benchmark.protocol_synonyms(protocol.synonyms)
     own_background = benchmark.background and model.scores_background
@@ -181,9 +206,9 @@ def _score(
 
     def count(done: list[ScoredImage]) -> None:
         for job in done:
-            confusion.add(
-                image_labels(batcher, job, tuple(job.key.shape), threshold, background_query), job.key
-            )
+            with torch.profiler.record_function("textseg.labels"):
+                labels = image_labels(batcher, job, tuple(job.key.shape), threshold, background_query)
+                confusion.add(labels, job.key)
         bar.update(len(done))
 
     for item in loader:
