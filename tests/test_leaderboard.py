@@ -195,7 +195,13 @@ def test_summary_numbers_equal_the_records_and_are_matched(tmp_path: Path, repor
     toy_record(results, benchmark="toy_b", metrics={"mIoU": 31.0, "mAcc": 40.0, "aAcc": 80.0})
     no_pamr = {"pamr": "false", "bg_thresh": "0.5"}
     toy_record(results, overrides=no_pamr, metrics={"mIoU": 50.0, "mAcc": 1.0, "aAcc": 2.0})
+    toy_record(
+        results, overrides=no_pamr, benchmark="toy_b", metrics={"mIoU": 10.0, "mAcc": 1.0, "aAcc": 2.0}
+    )
     toy_record(results, method="unmatched", metrics={"mIoU": 12.345, "mAcc": 1.0, "aAcc": 2.0})
+    toy_record(
+        results, method="unmatched", benchmark="toy_b", metrics={"mIoU": 20.0, "mAcc": 1.0, "aAcc": 2.0}
+    )
     build_leaderboard([results], reported, out)
 
     rows = summary_rows(out)
@@ -203,11 +209,16 @@ def test_summary_numbers_equal_the_records_and_are_matched(tmp_path: Path, repor
     assert paper["variant"] == "paper" and paper["weights"] == "official" and paper["sha256"] == "ab" * 6
     assert (paper["toy_a"], paper["toy_a_published"], paper["toy_a_diff"]) == ("54.88", "55.00", "-0.12")
     assert (paper["toy_b"], paper["toy_b_published"], paper["toy_b_diff"]) == ("31.00", "30.40", "0.60")
-    assert (paper["average"], paper["benchmarks"], paper["average_diff"]) == ("42.94", "2", "0.24")
+    assert (paper["average"], paper["benchmarks"], paper["published_average"]) == ("42.94", "2", "42.70")
+    assert paper["average_diff"] == "0.24"
     ablation = row_of(rows, method="toy", kind="reproduced", overrides="bg_thresh=0.5 pamr=false")
     assert (ablation["variant"], ablation["toy_a"], ablation["toy_a_diff"]) == ("no-pamr", "50.00", "-1.20")
+    # Published no-pamr has toy_a only: the run's average leaves its toy_b out, and says so.
+    assert (ablation["toy_b"], ablation["average"], ablation["benchmarks"]) == ("10.00", "50.00", "1")
+    assert ablation["published_average"] == "51.20"
     alone = row_of(rows, method="unmatched")
     assert (alone["variant"], alone["toy_a"], alone["toy_a_published"]) == ("", "12.35", "")
+    assert (alone["average"], alone["benchmarks"], alone["published_average"]) == ("16.18", "2", "")
     published = row_of(rows, method="toy", variant="paper", kind="published")
     assert (published["toy_a"], published["average"], published["provenance"]) == ("55.00", "42.70", "src")
     assert [(r["method"], r["variant"], r["kind"]) for r in rows][:2] == [
@@ -219,8 +230,10 @@ def test_summary_numbers_equal_the_records_and_are_matched(tmp_path: Path, repor
     first = row_of(per_class, method="toy", overrides="")
     assert (first["mIoU"], first["background"], first["cat"], first["dog"]) == ("54.88", "80.00", "40.12", "")
     readme = (out / "README.md").read_text()
+    date = make_record().date[:10]
     assert (
-        "| toy | paper | paper |  | official | tcl | 54.88 (55.00, -0.12) | 31.00 (30.40, +0.60) |" in readme
+        f"| toy | paper | paper |  | official | tcl | {date} | 54.88 (55.00, -0.12) | 31.00 (30.40, +0.60) "
+        "| 42.94 (42.70) | 2 |" in readme
     )
 
 
@@ -447,3 +460,15 @@ def test_committed_summary_is_up_to_date(tmp_path: Path, monkeypatch: pytest.Mon
     assert pd.read_csv(io.BytesIO(committed))["kind"].eq("published").all()
     readme = (ROOT / "leaderboard" / "README.md").read_text(encoding="utf-8")
     assert "## How to add a published number" in readme and "## How to regenerate" in readme
+
+
+def test_chart_labels_tell_reproduced_runs_apart() -> None:
+    from textseg.leaderboard.tables import row_label
+
+    run = {"kind": "reproduced", "method": "tcl", "preset": "tiny", "overrides": "pamr=false"}
+    run |= {"weights": "/x/runs/tcl-a/checkpoints/step-00000120", "date": "2026-12-03T01:00:00+00:00"}
+    assert row_label(run) == "tcl / tiny · pamr=false · tcl-a/step-00000120 · 2026-12-03"
+    other = run | {"overrides": "", "weights": "/w/tcl.pth", "date": "2026-12-01T09:00:00+00:00"}
+    assert row_label(other) == "tcl / tiny · tcl.pth · 2026-12-01"
+    assert row_label(run | {"weights": ""}).endswith("· pretrained · 2026-12-03")
+    assert row_label({"kind": "published", "method": "tcl", "variant": "paper"}) == "tcl / paper (published)"

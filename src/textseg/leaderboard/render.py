@@ -18,7 +18,7 @@ from textseg.io import atomic_path
 from textseg.leaderboard.reported import PACKAGED_REPORTED, PROVENANCE_TAGS, REPORTED_COLUMNS
 from textseg.leaderboard.runs import Selection
 from textseg.leaderboard.suites import suite_columns
-from textseg.leaderboard.tables import miou, other_versions_table
+from textseg.leaderboard.tables import miou, other_versions_table, row_label
 
 FLOAT_FORMAT = "%.2f"
 
@@ -56,12 +56,17 @@ def reproduced_markdown(summary: pd.DataFrame, benchmarks: Sequence[str]) -> str
     if table.empty:
         return ""
     out = table[["method", "variant", "preset", "overrides", "weights", "protocol"]].copy()
+    out["date"] = [str(d)[:10] for d in table["date"]]
     for b in _covered(table, benchmarks):
         out[b] = [
             number(v) + ("" if math.isnan(p) else f" ({number(p)}, {d:+.2f})")
             for v, p, d in zip(table[b], table[f"{b}_published"], table[f"{b}_diff"])
         ]
-    out["average"] = [number(v) for v in table["average"]]
+    out["average"] = [
+        number(v) + ("" if math.isnan(p) else f" ({number(p)})")
+        for v, p in zip(table["average"], table["published_average"])
+    ]
+    out["n"] = table["benchmarks"].astype(str)
     out["avg diff"] = [number(v) for v in table["average_diff"]]
     _suite_cells(table, benchmarks, out)
     return markdown_table(out)
@@ -156,7 +161,9 @@ def readme(page: Page) -> str:
         parts += [
             "mIoU (%) of each textseg run on the current benchmark and protocol versions. Where the run "
             "reproduces a published row (`reported.csv` names its method, preset and overrides), a cell "
-            "reads `reproduced (published, reproduced - published)`. Per-class IoU is in "
+            "reads `reproduced (published, reproduced - published)`, and `average` is over the `n` benchmarks "
+            "the run shares with that row (`reproduced (published)`); other runs average all they cover. "
+            "Per-class IoU is in "
             "`per_class_<benchmark>.csv`; all numbers are in `summary.csv`.\n",
             reproduced + "\n",
         ]
@@ -278,10 +285,7 @@ def write_chart(summary: pd.DataFrame, benchmarks: Sequence[str], path: Path) ->
     import numpy as np
 
     values = summary[list(benchmarks)].to_numpy(dtype=float)
-    labels = [
-        f"{m} / {v or '-'}" + (" (reproduced)" if k == "reproduced" else "")
-        for m, v, k in zip(summary["method"], summary["variant"], summary["kind"])
-    ]
+    labels = [row_label(row) for row in summary.to_dict("records")]
     figure = Figure(figsize=(3.5 + 0.9 * len(benchmarks), 1.2 + 0.26 * len(labels)), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()

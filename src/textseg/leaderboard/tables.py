@@ -6,9 +6,11 @@ every number in a table follows from the numbers printed next to it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import PurePath
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from textseg.evaluation.records import ResultsRecord
@@ -36,6 +38,17 @@ def run_fields(record: ResultsRecord) -> dict[str, str]:
         "protocol": record.protocol,
         "label": unranked_reason(record),
     }
+
+
+def row_label(row: Mapping[str, Any]) -> str:
+    """How a summary row is told apart in the chart: a published variant by its name; a reproduced
+    run by its preset, overrides, weights (a run folder's name and checkpoint, a file's name) and date."""
+    if row["kind"] == "published":
+        return f"{row['method']} / {row['variant'] or '-'} (published)"
+    source = PurePath(str(row["weights"] or ""))
+    weights = "/".join(source.parts[-3::2]) if source.parent.name == "checkpoints" else source.name
+    parts = [row["preset"] or "-", row["overrides"], weights or "pretrained", str(row["date"])[:10]]
+    return f"{row['method']} / " + " · ".join(p for p in parts if p)
 
 
 def miou(record: ResultsRecord) -> float:
@@ -111,16 +124,27 @@ def summary_table(runs: Sequence[Run], reported: pd.DataFrame, benchmarks: Seque
 
     Per benchmark ``b``: ``b`` is the row's mIoU; for a reproduced run that matches a published
     variant, ``b_published`` is the published number and ``b_diff`` = reproduced - published.
-    ``average`` is over the ``benchmarks`` the row covers; ``average_diff`` over the differences.
+    ``average`` is over the benchmarks the row covers, except that a reproduced run compared with a
+    published variant is averaged over the benchmarks it shares with it only, so the two averages
+    compare the same set (``published_average`` is the variant's over that set); ``benchmarks``
+    counts the averaged benchmarks. ``average_diff`` is the mean of the differences.
     Suite columns follow (:mod:`textseg.leaderboard.suites`: e.g. MESS's domain averages).
     """
     triples = [c for b in benchmarks for c in (b, f"{b}_published", f"{b}_diff")]
-    columns = [*SUMMARY_COLUMNS, *triples, "average", "benchmarks", "average_diff"]
+    columns = [*SUMMARY_COLUMNS, *triples, "average", "benchmarks", "published_average", "average_diff"]
     table = pd.DataFrame(_published_rows(reported) + _reproduced_rows(runs, reported), columns=columns)
     numbers = table[triples].astype(float)
     table[triples] = numbers
-    table["average"] = numbers[list(benchmarks)].mean(axis=1).round(2)
-    table["benchmarks"] = numbers[list(benchmarks)].notna().sum(axis=1).astype(int)
+    values = numbers[list(benchmarks)]
+    published = numbers[[f"{b}_published" for b in benchmarks]].set_axis(list(benchmarks), axis=1)
+    compared = published.notna()
+    matched = compared.any(axis=1).to_numpy()[:, None]
+    averaged = pd.DataFrame(
+        np.where(matched, compared, values.notna()), index=values.index, columns=values.columns
+    )
+    table["average"] = values.where(averaged).mean(axis=1).round(2)
+    table["benchmarks"] = averaged.sum(axis=1).astype(int)
+    table["published_average"] = published.where(compared).mean(axis=1).round(2)
     table["average_diff"] = numbers[[f"{b}_diff" for b in benchmarks]].mean(axis=1).round(2)
     add_suite_columns(table, benchmarks)
     return table.sort_values(_SORT, kind="stable").reset_index(drop=True)
