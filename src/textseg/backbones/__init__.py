@@ -27,7 +27,7 @@ interpolation and the text tower work the same on each (:mod:`textseg.clip.loadi
 calling it gives :class:`VFMFeatures` (:mod:`textseg.backbones.vfm`)::
 
     vfm = load_vfm("dinov2_vitb14_reg")                              # or "tiny-dinov2-reg" in tests
-    out = vfm(vfm.renormalize(images, CLIP_MEAN, CLIP_STD), qkv=True)
+    out = vfm(vfm.renormalize(images, mean_01, std_01), qkv=True)  # CLIP's mean/std on the 0-1 scale
     out.patches          # [B, C, h, w] final-norm patch tokens (ProxyCLIP's, Talk2DINO's features)
     out.q, out.k, out.v  # [B, heads, P + h*w, d] last block, per head (P = 1 + registers)
     out.cls_attention()  # [B, heads, h*w] CLS -> patch logits, registers excluded (Talk2DINO)

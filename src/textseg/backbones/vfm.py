@@ -153,7 +153,9 @@ class VisionFoundationModel(nn.Module):
 
     def renormalize(self, images: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
         """Images normalised with ``mean``/``std`` (e.g. CLIP's) -> normalised with this model's
-        (ProxyCLIP: undo CLIP's normalisation, apply ImageNet's)."""
+        (ProxyCLIP: undo CLIP's normalisation, apply ImageNet's). Both on the 0-1 scale: CLIP's
+        ``(0.4815, 0.4578, 0.4082)``, not the x255 constants of :mod:`textseg.evaluation.protocol`
+        (the same normalised images either way, but mixing the scales is silently wrong)."""
 
         def column(values: tuple[float, ...]) -> Tensor:
             return torch.tensor(values, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
