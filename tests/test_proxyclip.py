@@ -179,5 +179,7 @@ def test_bad_settings_fail_early() -> None:
         SPEC.create("tiny", {"last_block": "qq"})
     with pytest.raises(ConfigError, match="vfm_size"):
         SPEC.create("tiny", {"vfm_size": 4})
+    with pytest.raises(ConfigError, match="set vfm_size"):
+        SPEC.create("tiny", {"vfm": "tiny-sam"})
     with pytest.raises(ConfigError, match="unknown vision foundation model"):
         SPEC.create("tiny", {"vfm": "dino_vitb9"})

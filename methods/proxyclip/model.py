@@ -101,6 +101,11 @@ class ProxyCLIP(DenseCLIP):
             raise ConfigError(f"proxyclip vfm_size must be a positive size or None, got {config.vfm_size}")
         super().__init__(config)
         self.vfm = load_vfm(config.vfm)
+        if self.vfm.kind == "sam" and config.vfm_size is None:
+            raise ConfigError(
+                f"proxyclip with {config.vfm}: SAM's encoder takes square inputs of its training size; "
+                "set vfm_size (1024 for the released SAM encoders, as the official code resizes every window)"
+            )
         if config.vfm_size is not None and config.vfm_size < self.vfm.patch_size:
             raise ConfigError(
                 f"proxyclip vfm_size={config.vfm_size} is smaller than one {self.vfm.patch_size}px patch "
