@@ -38,8 +38,10 @@ from .config import ProxyCLIPConfig
 
 #: What the official code undoes before the proxy (``UnNormalize`` at ``proxyclip_segmentor.py:79``):
 #: OpenAI's CLIP mean and std on the 0-1 scale. The input was normalised with the ×255 values
-#: (``CLIP_MEAN``/``CLIP_STD`` of :mod:`textseg.evaluation.protocol`), so the pixels it gives back
-#: differ from the originals by about 1e-5; the official proxy sees these, and so does textseg's.
+#: (``CLIP_MEAN``/``CLIP_STD`` of :mod:`textseg.evaluation.protocol`, e.g. 68.501 / 255 = 0.2686314),
+#: so the pixels it gives back differ from the originals by up to 4e-6 (0-1 scale); the official
+#: proxy sees these, and so does textseg's. (Passing the ×255 constants to ``renormalize`` would be
+#: wrong: the VFM's own mean and std are on the 0-1 scale.)
 UNNORMALIZE_MEAN = (0.48145466, 0.4578275, 0.40821073)
 UNNORMALIZE_STD = (0.26862954, 0.26130258, 0.27577711)
 
