@@ -9,6 +9,10 @@ space as SCLIP queries it); NACLIP ships the same files. ``classnames/clearclip/
 COCO-Object, which have one plain name per class (``ship``, ``table``, ``tvmonitor`` on VOC).
 ``classnames/groupvit/`` are the names GroupViT's own evaluation prompts with (its dataset classes in
 NVlabs/GroupViT ``segmentation/datasets/*.py``), for the three benchmarks it evaluates on.
+``classnames/proxyclip/`` are ProxyCLIP's (mc-lan/ProxyCLIP ``configs/cls_*.txt`` at e7b767f), whose
+synonyms are ``"; "``-separated: written here with ``", "`` (no name in those eight files contains
+``", "``, so the split is the same); they are SCLIP's files except VOC21, VOC20 and COCO-Object
+(ClearCLIP's VOC20; VOC21's background line as SCLIP's; COCO-Object's a shorter background list).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ def class_names(benchmark: str) -> tuple[str, ...]:
 
 #: The synonym vocabularies of the built-in benchmarks, by folder under ``classnames/``; a benchmark
 #: has those whose folder holds its file.
-VOCABULARIES = ("sclip", "clearclip", "groupvit")
+VOCABULARIES = ("sclip", "clearclip", "groupvit", "proxyclip")
 
 
 def vocabulary_names(vocabulary: str, benchmark: str) -> tuple[str, ...]:

@@ -48,6 +48,12 @@ CLEARCLIP_BLOBS = {
     "cityscapes": "a1560efb268b4c8a52a68e41df402a4b33171d44",
     "ade20k": "dba5aa2ce0c703b9dbf07dea5ee5e5230c8b51d3",
 }
+#: Git blob ids of mc-lan/ProxyCLIP ``configs/cls_*.txt`` at e7b767f (synonyms separated by ``"; "``).
+PROXYCLIP_BLOBS = {
+    **CLEARCLIP_BLOBS,
+    "voc21": "5b8dc7e2b75c5e604fcb772c8fe9bbb877719624",
+    "coco_object": "db0f477941c551be23719fdff5036961366d05c9",
+}
 #: The raw label values each synthetic layout may hold (the real encodings).
 RAW_VALUES = {
     "voc21": {*range(21), 255},
@@ -95,6 +101,16 @@ def test_clearclip_files_are_verbatim(name: str) -> None:
     )
     assert hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() == CLEARCLIP_BLOBS[name]
     assert len(BENCHMARKS.get(name).synonyms["clearclip"]) == BENCHMARKS.get(name).num_classes
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_proxyclip_files_are_verbatim_but_the_separator(name: str) -> None:
+    data = (
+        resources.files("textseg.benchmarks").joinpath("classnames", "proxyclip", f"{name}.txt").read_bytes()
+    )
+    official = data.replace(b", ", b"; ")  # ProxyCLIP splits on "; ", textseg's name files on ", "
+    assert hashlib.sha1(b"blob %d\0" % len(official) + official).hexdigest() == PROXYCLIP_BLOBS[name]
+    assert len(BENCHMARKS.get(name).synonyms["proxyclip"]) == BENCHMARKS.get(name).num_classes
 
 
 def test_class_lists_agree_across_families() -> None:

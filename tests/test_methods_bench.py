@@ -56,6 +56,28 @@ def test_training_free_methods_bench_with_clip_weights(method: str, voc_root: Pa
     assert 0 <= record.metrics["mIoU"] <= 100 and len(record.per_class_iou) == 21
 
 
+def test_proxyclip_benches_with_clip_weights_and_a_proxy_file(voc_root: Path, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from textseg.backbones import load_vfm
+
+    proxy = tmp_path / "dino8.safetensors"  # a proxy checkpoint file, as --set vfm=NAME@PATH takes it
+    save_file({k: v.contiguous() for k, v in load_vfm("tiny-dino8").model.state_dict().items()}, str(proxy))
+    clip = ensure_tiny_clip()
+    out = tmp_path / "out"
+    record = read_record(
+        _bench("proxyclip", voc_root, out, "--weights", str(clip), "--set", f"vfm=tiny-dino8@{proxy}")
+    )
+    assert (record.method, record.preset, record.protocol, record.num_images) == (
+        "proxyclip",
+        "paper",
+        "proxyclip",
+        2,
+    )
+    assert record.config["vfm"] == f"tiny-dino8@{proxy}" and record.config["bg_thresh"] == 0.2
+    assert 0 <= record.metrics["mIoU"] <= 100 and len(record.per_class_iou) == 21
+
+
 def test_tcl_benches_an_official_format_checkpoint(voc_root: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     trained = METHODS.get("tcl").create("tiny")
