@@ -164,3 +164,20 @@ def test_paper_recipe_steps_the_learning_rate_down_at_5000() -> None:
     assert math.isclose(lr_factor(10, TrainConfig(steps=10)), 0.0, abs_tol=1e-12)  # cosine unchanged
     with pytest.raises(ConfigError, match="lr_milestones"):
         TrainConfig(lr_milestones=(5, 2))
+
+
+def test_training_sample_is_an_unnormalised_square_crop() -> None:
+    from PIL import Image
+
+    from textseg.methods.clipdinoiser.transform import CLIPDINOiserTrainTransform
+
+    image = Image.new("RGB", (90, 60), (255, 128, 0))
+    out = CLIPDINOiserTrainTransform(48, 0.5)({"image": image, "caption": "n01440764", "key": "0"})
+    assert set(out) == {"image"} and out["image"].shape == (3, 48, 48)
+    red, green, blue = out["image"][:, 0, 0].tolist()
+    factor = (
+        green * 255 / 128
+    )  # ColorJitter(brightness=0.5): every value times one factor in [0.5, 1.5], clamped
+    assert (
+        0.5 - 1e-6 <= factor <= 1.5 + 1e-6 and blue == 0 and red == pytest.approx(min(1.0, factor), abs=1e-6)
+    )
