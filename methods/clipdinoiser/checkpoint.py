@@ -1,10 +1,10 @@
 """The released CLIP-DINOiser heads and the converter from the official names.
 
-The authors' file is ``checkpoints/last.pt`` of wysoczanska/clip_dinoiser (updated 2024-03-27 to
-the ImageNet-trained heads): ``{"epoch": int, "model_state_dict": {...}}`` with exactly
-``obj_proj.{weight,bias}`` (256x768x3x3, 256) and ``bkg_decoder.{weight,bias}`` (1x768x1x1, 1)
-(``train.py::get_model_dict``). :func:`textseg.weights.read_state_dict` unwraps
-``model_state_dict`` without unpickling anything else; :func:`convert_checkpoint` renames the keys.
+The authors' file is ``checkpoints/last.pt`` of wysoczanska/clip_dinoiser (replaced by the
+ImageNet-trained heads in commit ``65817ce``, 2024-03-27, with the training code release):
+``{"epoch": int, "model_state_dict": {...}}`` with exactly ``obj_proj.{weight,bias}``
+(256x768x3x3, 256) and ``bkg_decoder.{weight,bias}`` (1x768x1x1, 1) (``train.py::get_model_dict``).
+:func:`textseg.weights.read_state_dict` unwraps ``model_state_dict`` without unpickling anything else; :func:`convert_checkpoint` renames the keys.
 The official loader uses ``strict=False`` (a wrong file loads silently); here any key that fits
 nowhere, or is missing, is an error.
 """
