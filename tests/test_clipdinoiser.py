@@ -181,3 +181,19 @@ def test_training_sample_is_an_unnormalised_square_crop() -> None:
     assert (
         0.5 - 1e-6 <= factor <= 1.5 + 1e-6 and blue == 0 and red == pytest.approx(min(1.0, factor), abs=1e-6)
     )
+
+
+def test_found_decoder_is_read_from_founds_file_format(tmp_path: Path) -> None:
+    from textseg.methods.clipdinoiser.model import load_found_decoder
+
+    weight, bias = torch.randn(1, 8, 1, 1), torch.randn(1)
+    path = tmp_path / "decoder_weights.pt"
+    torch.save({"decoder": {"weight": weight, "bias": bias}}, path)  # FOUND's decoder_save_weights
+    decoder = load_found_decoder(str(path), 8)
+    assert torch.equal(decoder.weight, weight) and torch.equal(decoder.bias, bias)
+    assert not any(p.requires_grad for p in decoder.parameters())
+    with pytest.raises(WeightsError, match="FOUND"):
+        load_found_decoder(str(path), 16)  # another width
+    torch.save({"model": {"weight": weight}}, path)
+    with pytest.raises(WeightsError, match="FOUND's decoder"):
+        load_found_decoder(str(path), 8)
