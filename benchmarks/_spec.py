@@ -39,7 +39,7 @@ def class_names(benchmark: str) -> tuple[str, ...]:
 
 #: The synonym vocabularies of the built-in benchmarks, by folder under ``classnames/``; a benchmark
 #: has those whose folder holds its file.
-VOCABULARIES = ("sclip", "clearclip", "groupvit", "proxyclip")
+VOCABULARIES = ("sclip", "clearclip", "groupvit", "proxyclip", "clipdinoiser")
 
 
 def vocabulary_names(vocabulary: str, benchmark: str) -> tuple[str, ...]:

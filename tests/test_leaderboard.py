@@ -135,7 +135,7 @@ PRINTED_AVERAGES = {
     ("ovdiff", "paper"): 37.8,
     ("scclip", "paper"): 43.9,
     ("cass", "paper"): 44.4,
-    ("clip_dinoiser", "paper"): 40.3,
+    ("clipdinoiser", "paper"): 40.3,
     ("clearclip", "openclip-b16"): 37.9,
     ("clearclip", "openclip-l14"): 31.0,
     ("clearclip", "metaclip-b16"): 36.4,

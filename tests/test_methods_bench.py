@@ -147,3 +147,21 @@ def test_training_free_methods_with_layer_indices_bench_their_tiny_preset(
     assert record.protocol == METHODS.get(method).presets["paper"].protocol
     assert record.config["bg_thresh"] == METHODS.get(method).presets["paper"].benchmarks["voc21"]["bg_thresh"]
     assert 0 <= record.metrics["mIoU"] <= 100 and len(record.per_class_iou) == 21
+
+
+def test_clipdinoiser_benches_official_heads_under_its_protocol(voc_root: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    heads = METHODS.get("clipdinoiser").create("tiny")
+    names = {"correlation_head": "obj_proj", "background_head": "bkg_decoder"}
+    official = {
+        f"{names[k.split('.')[0]]}.{k.split('.')[1]}": v + 0.01
+        for k, v in heads.trainable_state_dict().items()
+    }
+    checkpoint = tmp_path / "last.pt"
+    torch.save({"epoch": 99, "model_state_dict": official}, checkpoint)  # the official train.py format
+    record = read_record(
+        _bench("clipdinoiser", voc_root, tmp_path / "out", "--preset", "tiny", "--weights", str(checkpoint))
+    )
+    assert (record.protocol, record.num_images, len(record.per_class_iou)) == ("clipdinoiser", 2, 21)
+    assert record.config["found"] is True and record.weights is not None
+    assert 0 <= record.metrics["mIoU"] <= 100

@@ -82,7 +82,8 @@ def resolve_weights(spec: MethodSpec, source: str) -> Path:
 
 
 def read_state_dict(path: Path) -> tuple[dict[str, Tensor], list[str]]:
-    """Tensors of a weights file (``model`` / ``state_dict`` entries unwrapped) and what was ignored.
+    """Tensors of a weights file (``model`` / ``state_dict`` / ``model_state_dict`` entries unwrapped)
+    and what was ignored.
 
     Pickled files go through :mod:`textseg.safe_pickle`: objects other than tensors and plain data
     (e.g. a pickled config) are never built; their names are returned and reported on stderr. A
@@ -95,7 +96,7 @@ def read_state_dict(path: Path) -> tuple[dict[str, Tensor], list[str]]:
     except safe_pickle.UnreadableFileError as exc:
         raise WeightsError(str(exc)) from exc
     obj = safe_pickle.named_tensors(loaded.value) if loaded.format == "torchscript" else loaded.value
-    for key in ("model", "state_dict"):
+    for key in ("model", "state_dict", "model_state_dict"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
             break

@@ -16,8 +16,10 @@ Beta = Annotated[float, Range(0.0, 1.0, high_open=True)]
 class TrainConfig:
     """Hyperparameters of the one training loop.
 
-    ``lr`` and ``min_lr`` are per the recipe; when ``lr_scale_batch`` is set they are multiplied
-    by ``global batch / lr_scale_batch`` (TCL and CoDe scale by global batch / 4096). The global
+    After the warmup the rate follows a cosine to ``min_lr``, or, when ``lr_milestones`` are given,
+    stays constant and is multiplied by ``lr_gamma`` at each milestone step (torch's ``MultiStepLR``:
+    CLIP-DINOiser). ``lr`` and ``min_lr`` are per the recipe; when ``lr_scale_batch`` is set they are
+    multiplied by ``global batch / lr_scale_batch`` (TCL and CoDe scale by global batch / 4096). The global
     batch is ``batch_size x processes x grad_accum``. ``num_workers`` data workers run per process.
     ``checkpoint_every``/``eval_every``/``log_every`` count optimisation steps; ``keep_last=0``
     keeps every checkpoint. Periodic evaluation reads ``eval_benchmarks`` under ``eval_data_root``
@@ -32,6 +34,8 @@ class TrainConfig:
     lr_scale_batch: int | None = None
     warmup_steps: int = 0
     warmup_start_factor: float = 1e-4
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: Positive = 0.1
     weight_decay: NonNegative = 0.05
     betas: tuple[Beta, Beta] = (0.9, 0.999)
     eps: Positive = 1e-8
@@ -57,5 +61,11 @@ class TrainConfig:
         for name in ("warmup_steps", "num_workers", "shuffle_buffer", "keep_last", "eval_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} cannot be negative, got {getattr(self, name)}")
+        if list(self.lr_milestones) != sorted(set(self.lr_milestones)) or any(
+            m < 1 for m in self.lr_milestones
+        ):
+            raise ConfigError(
+                f"train.lr_milestones must be increasing positive steps, got {self.lr_milestones}"
+            )
         if not 0 < self.warmup_start_factor <= 1:
             raise ConfigError(f"train.warmup_start_factor must be in (0, 1], got {self.warmup_start_factor}")

@@ -7,7 +7,8 @@ Both follow TCL's and CoDe's ``utils/optimizer.py`` / ``utils/lr_scheduler.py``:
 * no weight decay for parameters that are 1-D or whose name ends in ``.bias``. 0-dim parameters
   (logit scales, gates) *are* decayed, as in the official code;
 * ``LinearLR(start_factor) -> CosineAnnealingLR(T_max=steps - warmup, eta_min=min_lr)``,
-  stepped once per optimisation step, in closed form (:func:`lr_factor`);
+  stepped once per optimisation step, in closed form (:func:`lr_factor`); with ``lr_milestones``
+  the cosine is replaced by ``MultiStepLR(milestones, lr_gamma)`` (CLIP-DINOiser's schedule);
 * ``lr`` and ``min_lr`` are multiplied by ``global batch / lr_scale_batch`` when the recipe sets
   ``lr_scale_batch`` (TCL and CoDe: 4096). The global batch counts every process and every
   gradient-accumulation micro-batch.
@@ -15,6 +16,7 @@ Both follow TCL's and CoDe's ``utils/optimizer.py`` / ``utils/lr_scheduler.py``:
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -72,12 +74,15 @@ def lr_factor(step: int, config: TrainConfig) -> float:
     """Multiplier of each group's peak lr at optimisation step ``step`` (0-based).
 
     Warmup: ``start + (1 - start) * step / warmup``. Then cosine from 1 to ``min_lr / lr``
-    over ``steps - warmup`` steps, staying at the minimum afterwards.
+    over ``steps - warmup`` steps, staying at the minimum afterwards; or, with ``lr_milestones``,
+    ``lr_gamma ** (number of milestones <= step)`` (``MultiStepLR``'s closed form).
     """
     warmup = config.warmup_steps
     if step < warmup:
         start = config.warmup_start_factor
         return start + (1.0 - start) * step / warmup
+    if config.lr_milestones:
+        return config.lr_gamma ** bisect.bisect_right(config.lr_milestones, step)
     floor = config.min_lr / config.lr if config.lr else 0.0
     span = config.steps - warmup
     progress = min(1.0, (step - warmup) / span) if span > 0 else 1.0
