@@ -87,7 +87,7 @@ def test_bad_requests_are_refused_before_any_work(tmp_path: Path, capsys: pytest
 #: seeds with the quickstart's settings (``textseg quickstart --methods tcl --seed S``, 2 CPU cores):
 #:
 #:   seed  random CLIP (clip / maskclip)  pretrained (clip / maskclip)  tcl
-#:   0     8.4 / 9.1                      25.3 / 34.1                   51.2
+#:   0     8.4 / 9.1                      25.3 / 34.1                   51.2 (51.1 since TCL's per-window kp step)
 #:   1     10.5 / 10.6                    17.6 / 23.8                   30.5
 #:   2     8.2 / 8.2                      11.1 / 21.0                   33.9
 #:   3     8.4 / 7.5                      12.7 / 32.1                   49.2
