@@ -134,8 +134,9 @@ class Talk2DINO(SegMethod):
             logits = self.attention_logits(features)
             scores = clean_background(scores, features.patches, logits, names, self.config.bg_clean_weight)
         scores = F.interpolate(scores, size, mode="bilinear", align_corners=True)
-        if self.pamr is not None:
-            scores = self.pamr(pixels(images), scores)
+        if self.pamr is not None:  # window by window: the affinities of a batch at full size are large
+            rgb = pixels(images)
+            scores = torch.cat([self.pamr(rgb[i : i + 1], scores[i : i + 1]) for i in range(len(scores))])
         vocab = text.vocabulary
         return max_over_names(scores, vocab.name_to_class, vocab.num_classes)
 
