@@ -4,6 +4,7 @@ cleaning against numbers worked out from the official formulas; the converter; t
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -153,3 +154,28 @@ def test_training_sample_is_the_centre_crop_and_the_tokenised_caption(spec) -> N
     out = method.train_transform()(sample)
     assert out["image"].shape == (3, 56, 56) and out["text"].shape == (77,)
     assert out["text"].tolist() == method.clip.text.tokenize([sample["caption"]])[0].tolist()
+
+
+def test_segment_composes_the_official_steps(spec) -> None:
+    from textseg.evaluation.pamr import PAMR
+    from textseg.methods.talk2dino.model import pixels
+
+    method = spec.create("tiny", {"pamr": False}).eval()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in method.proj.parameters():
+            p.normal_()
+    text = method.encode_vocabulary(Vocabulary.from_names(["cat", "dog", "sky"]))
+    images = torch.randn(2, 3, 56, 56)
+    features = method.vfm(images, qkv=True)
+    # CLS -> patch logits at the official fixed 0.125, whatever the head size (16 here)
+    q, k = features.q[:, :, 0], features.k[:, :, features.num_prefix :]
+    logits = torch.einsum("bhd,bhnd->bhn", q, k) * 0.125
+    torch.testing.assert_close(method.attention_logits(features), logits)
+    cosines = torch.einsum("bchw,nc->bnhw", F.normalize(features.patches, dim=1), text.embeddings)
+    upsample = partial(F.interpolate, size=(56, 56), mode="bilinear", align_corners=True)
+    torch.testing.assert_close(method.segment(images, text), upsample(cosines.sigmoid()))
+    cleaned = clean_background(cosines.sigmoid(), features.patches, logits, text.embeddings, 0.2)
+    method.reconfigure(bg_clean=True, pamr=True)
+    expected = PAMR(2, (1, 2))(pixels(images), upsample(cleaned))
+    torch.testing.assert_close(method.segment(images, text), expected)
