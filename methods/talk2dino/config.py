@@ -67,9 +67,10 @@ class Talk2DINOConfig:
 
 
 #: COCO 2014 train captions, one sample per caption (``DinoClipDataset``): 414,113 captions of 82,783
-#: images, batch 128 (the DataLoader keeps the last partial batch: 3,236 steps an epoch), 100 epochs,
-#: Adam at a constant 1e-4 (no weight decay, no schedule: ``scheduler='linear'`` with no warm-up is
-#: None), no gradient clipping, seed 123; the last epoch's weights are kept.
+#: images (the published counts of ``captions_train2014.json``; not counted here), batch 128 (the
+#: DataLoader keeps the last partial batch: 3,236 steps an epoch), 100 epochs, Adam at a constant 1e-4
+#: (no weight decay, no schedule: ``scheduler='linear'`` with no warm-up is None), no gradient
+#: clipping, seed 123; the last epoch's weights are kept.
 PAPER_TRAIN = {
     "steps": 100 * 3236,
     "batch_size": 128,
