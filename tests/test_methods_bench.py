@@ -165,3 +165,21 @@ def test_clipdinoiser_benches_official_heads_under_its_protocol(voc_root: Path, 
     assert (record.protocol, record.num_images, len(record.per_class_iou)) == ("clipdinoiser", 2, 21)
     assert record.config["found"] is True and record.weights is not None
     assert 0 <= record.metrics["mIoU"] <= 100
+
+
+def test_talk2dino_benches_an_official_projection_file(voc_root: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    trained = METHODS.get("talk2dino").create("tiny")
+    official = {  # the released file's layout: a plain ProjectionLayer state dict, older hidden-layer name
+        key.removeprefix("proj.").replace("hidden_layers.0", "linear_layer2"): value
+        + 0.01 * torch.randn_like(value)
+        for key, value in trained.trainable_state_dict().items()
+    }
+    checkpoint = tmp_path / "vitb_mlp_infonce.pth"
+    torch.save(official, checkpoint)
+    record = read_record(
+        _bench("talk2dino", voc_root, tmp_path / "out", "--preset", "tiny", "--weights", str(checkpoint))
+    )
+    assert (record.protocol, record.num_images, len(record.per_class_iou)) == ("talk2dino", 2, 21)
+    assert record.config["bg_clean"] is True and record.config["bg_thresh"] == 0.55  # VOC's released settings
+    assert record.weights is not None and record.weights["sha256"] == file_digest(checkpoint)

@@ -29,7 +29,8 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize(
-    ("method", "steps"), [("tcl", 3), ("code", 3), ("vilseg", 2), ("groupvit", 2), ("clipdinoiser", 2)]
+    ("method", "steps"),
+    [("tcl", 3), ("code", 3), ("vilseg", 2), ("groupvit", 2), ("clipdinoiser", 2), ("talk2dino", 2)],
 )
 def test_train_then_bench_the_checkpoint(
     method: str, steps: int, inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]

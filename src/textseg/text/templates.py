@@ -107,7 +107,16 @@ OPENAI80: tuple[str, ...] = (
 #: The single template GroupViT evaluates with.
 SIMPLE: tuple[str, ...] = ("a photo of a {}.",)
 
-TEMPLATE_SETS: dict[str, tuple[str, ...]] = {"tcl9": TCL9, "openai80": OPENAI80, "simple": SIMPLE}
+#: The seven "sub-ImageNet" templates alone (TCL9's first seven): FreeDA's and Talk2DINO's
+#: ``sub_imagenet_template``, with which Talk2DINO evaluates.
+IMAGENET7: tuple[str, ...] = TCL9[:7]
+
+TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
+    "tcl9": TCL9,
+    "openai80": OPENAI80,
+    "simple": SIMPLE,
+    "imagenet7": IMAGENET7,
+}
 
 
 def get_templates(name: str) -> tuple[str, ...]:
