@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 
 from textseg.api import Preset
+from textseg.config import NonNegative, Positive, Probability
 from textseg.testing.contract import CONTRACT_NOUNS
 from textseg.text.nouns import NounConfig
 
@@ -55,27 +56,27 @@ class GroupViTConfig:
     num_heads: int = 6
     num_group_tokens: tuple[int, ...] = (64, 8, 0)
     num_output_groups: tuple[int, ...] = (64, 8)
-    drop_path: float = 0.1
+    drop_path: Probability = 0.1
     text_width: int = 256
     text_layers: int = 12
     text_heads: int = 4
     context_length: int = 77
     projection_dim: int = 256
     projection_hidden: int = 4096
-    temperature: float = 0.07
-    max_logit_scale: float = 100.0
+    temperature: Positive = 0.07
+    max_logit_scale: Positive = 100.0
     multi_label: int = 3
-    multi_label_weight: float = 1.0
+    multi_label_weight: NonNegative = 1.0
     nouns: NounConfig = field(default_factory=NounConfig)
     prompt_templates: str = "openai80"
-    gumbel_tau: float = 1.0
+    gumbel_tau: Positive = 1.0
     train_size: int = 224
     crop_scale: tuple[float, float] = (0.08, 1.0)
     auto_augment: str | None = "rand-m9-mstd0.5-inc1"
-    color_jitter: float = 0.4
-    re_prob: float = 0.25
+    color_jitter: NonNegative = 0.4
+    re_prob: Probability = 0.25
     top_k: int = 5
-    bg_thresh: float = 0.95
+    bg_thresh: Probability = 0.95
 
     @property
     def initial_logit_scale(self) -> float:

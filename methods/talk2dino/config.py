@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from textseg.api import Preset
+from textseg.config import NonNegative, Positive, Probability
 from textseg.evaluation.pamr import TCL_DILATIONS
 
 #: Benchmarks whose released ``dinotext_*_mlp_infonce.yml`` sets ``with_bg_clean: true``. The
@@ -48,17 +49,17 @@ class Talk2DINOConfig:
     vfm: str = "dinov2_vitb14_reg"
     hidden_layers: int = 1
     activation: Literal["tanh", "relu", "sigmoid", "none"] = "tanh"
-    attn_scale: float = 0.125
-    temperature: float = 0.07
+    attn_scale: Positive = 0.125
+    temperature: Positive = 0.07
     context_length: int = 77
     train_size: int = 448
     resize_dim: int = 448
     bg_clean: bool = False
-    bg_clean_weight: float = 0.2
+    bg_clean_weight: NonNegative = 0.2
     pamr: bool = True
     pamr_iterations: int = 10
     pamr_dilations: tuple[int, ...] = TCL_DILATIONS
-    bg_thresh: float = 0.55
+    bg_thresh: Probability = 0.55
 
     @property
     def logit_scale(self) -> float:
