@@ -152,6 +152,12 @@ def test_two_processes_give_the_single_process_confusion_matrix(bench_inputs: di
     np.testing.assert_array_equal(double, single)
 
 
+def _dummy_bench(root: Path, out: Path) -> list[str]:
+    """``textseg bench`` of the test-only dummy method on ``root``, records to ``out``, no workers."""
+    method = ["--method", "dummy", "--preset", "tiny", "--num-workers", "0"]
+    return ["bench", *method, "--data-root", str(root), "--output", str(out)]
+
+
 def test_an_incomplete_split_is_refused_unless_asked_and_then_labelled(
     plugin_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -164,18 +170,7 @@ def test_an_incomplete_split_is_refused_unless_asked_and_then_labelled(
         BENCHMARKS.get(name).write_synthetic(root, 4, seed=1)
     for marker in root.rglob(".textseg-synthetic.json"):
         marker.unlink()  # now it looks like a real download with most images missing
-    common = [
-        "bench",
-        "--method",
-        "dummy",
-        "--preset",
-        "tiny",
-        "--data-root",
-        str(root),
-        "--output",
-        str(out),
-    ]
-    common += ["--num-workers", "0"]
+    common = _dummy_bench(root, out)
     assert main([*common, "--dataset", "ade20k"]) == 2
     err = capsys.readouterr().err
     assert (
@@ -201,18 +196,8 @@ def test_synthetic_data_is_a_whole_synthetic_split(
 
     root, out = tmp_path / "data", tmp_path / "records"
     assert main(["data", "synthetic", "ade20k", "--out", str(root), "-n", "3"]) == 0
-    common = [
-        "bench",
-        "--method",
-        "dummy",
-        "--preset",
-        "tiny",
-        "--data-root",
-        str(root),
-        "--output",
-        str(out),
-    ]
-    assert main([*common, "--num-workers", "0", "--dataset", "ade20k"]) == 0
+    common = _dummy_bench(root, out)
+    assert main([*common, "--dataset", "ade20k"]) == 0
     assert "dummy runs with randomly initialised weights" in capsys.readouterr().err
     (record,) = [read_record(p) for p in out.glob("*.json")]
     assert record.complete and record.synthetic and record.expected_images == 3
