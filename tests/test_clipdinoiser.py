@@ -197,3 +197,20 @@ def test_found_decoder_is_read_from_founds_file_format(tmp_path: Path) -> None:
     torch.save({"model": {"weight": weight}}, path)
     with pytest.raises(WeightsError, match="FOUND's decoder"):
         load_found_decoder(str(path), 8)
+
+
+def test_a_protocol_that_normalises_otherwise_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The method takes pixels / 255 and applies CLIP's statistics itself: scoring it under a protocol
+    with other statistics would be silently wrong, so the harness refuses it before any image."""
+    from textseg.cli import main
+    from textseg.registry import BENCHMARKS
+
+    BENCHMARKS.get("voc21").write_synthetic(tmp_path / "data", 1)
+    args = ["bench", "--method", "clipdinoiser", "--preset", "tiny", "--dataset", "voc21"]
+    args += ["--data-root", str(tmp_path / "data"), "--output", str(tmp_path / "out"), "--num-workers", "0"]
+    assert main([*args, "--protocol", "tcl"]) == 2
+    err = capsys.readouterr().err
+    assert "protocol 'tcl' gives mean (123.675, 116.28, 103.53)" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -21,8 +21,8 @@ PROTOCOL = Protocol(
     version="1",
     summary="CLIP-DINOiser's protocol: short side 448, 448 windows / 224 stride, pixels / 255, 80 templates, "
     "its class names, background as text",
-    mean=(0.0, 0.0, 0.0),
-    std=(255.0, 255.0, 255.0),
+    mean=CLIPDINOiser.input_normalisation[0],
+    std=CLIPDINOiser.input_normalisation[1],
     templates="openai80",
     background_query=True,
     benchmarks={

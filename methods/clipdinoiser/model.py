@@ -170,6 +170,8 @@ class CLIPDINOiser(SegMethod):
 
     pretrained_prefixes = ("clip.",)
     scores_background = True
+    #: Pixels / 255 (the model applies CLIP's mean/std itself): other protocols are refused.
+    input_normalisation = ((0.0, 0.0, 0.0), (255.0, 255.0, 255.0))
     inference_settings = ("gamma", "delta", "logit_scale", "found")
 
     def __init__(self, config: CLIPDINOiserConfig) -> None:

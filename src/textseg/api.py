@@ -145,11 +145,17 @@ class SegMethod(nn.Module, abc.ABC):
     On benchmarks with a background class the harness then passes a vocabulary whose class 0 is
     background (``background_query``), :meth:`segment` returns that channel with the others, and
     the label is the plain argmax: no threshold is applied after the windows are merged.
+
+    ``input_normalisation``: for a method that normalises its crops itself, the ``(mean, std)``
+    (0-255 scale, as :class:`~textseg.evaluation.protocol.Protocol` gives them) its :meth:`segment`
+    must receive (CLIP-DINOiser: pixels / 255); the harness refuses a protocol that differs, since
+    the number would be silently wrong. None: the protocol's normalisation is the method's input.
     """
 
     pretrained_prefixes: tuple[str, ...] = ()
     scores_per_name: bool = False
     scores_background: bool = False
+    input_normalisation: tuple[tuple[float, ...], tuple[float, ...]] | None = None
     #: Config fields that only change inference (PAMR, TCL's kp branch, thresholds): they may be
     #: changed on a built method with :meth:`reconfigure`, without building it or reading weights again.
     inference_settings: tuple[str, ...] = ()

@@ -24,7 +24,7 @@ from textseg.errors import ConfigError, TextsegError
 from textseg.evaluation.data import EvalImages, EvalItem, make_loader, shard
 from textseg.evaluation.inference import ScoredImage, WindowBatcher, image_labels
 from textseg.evaluation.metrics import ConfusionMatrix, compute_metrics
-from textseg.evaluation.protocol import Protocol
+from textseg.evaluation.protocol import Protocol, check_input_normalisation
 from textseg.evaluation.windows import default_max_windows
 from textseg.text.templates import get_templates
 
@@ -131,6 +131,7 @@ def evaluate(
     autocast = _autocast(device, precision)
     max_windows = default_max_windows(device.type) if max_windows is None else max_windows
     protocol = protocol.for_benchmark(benchmark.name)
+    check_input_normalisation(model, protocol)
     synonyms = synonyms if synonyms is not None else benchmark.protocol_synonyms(protocol.synonyms)
     own_background = benchmark.background and model.scores_background
     vocabulary = benchmark.vocabulary(

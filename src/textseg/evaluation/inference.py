@@ -33,7 +33,7 @@ from torch import Tensor
 
 from textseg.api import SegMethod, TextState, Vocabulary
 from textseg.errors import TextsegError
-from textseg.evaluation.protocol import Protocol
+from textseg.evaluation.protocol import Protocol, check_input_normalisation
 from textseg.evaluation.windows import Window, default_max_windows, window_grid
 
 #: On CPU, the channels of one image's tail processed together take at most about this many bytes
@@ -298,6 +298,7 @@ def segment_image(
     ``[H, W]`` and per-class scores ``[K, H, W]`` (before background), at the image's size."""
     from textseg.evaluation.preprocess import preprocess
 
+    check_input_normalisation(method, protocol)
     inputs = preprocess(image, (protocol.max_long_side, protocol.short_side), protocol.mean, protocol.std)
     device = method.device
     batcher = WindowBatcher(method, text, protocol.crop, protocol.stride, default_max_windows(device.type))

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from textseg.config import apply_overrides
+from textseg.errors import ConfigError
 
 if TYPE_CHECKING:
+    from textseg.api import SegMethod
     from textseg.benchmark import BenchmarkSpec
 
 #: ImageNet statistics in 0-255 units, as mmsegmentation's Normalize takes them (TCL, GroupViT).
@@ -78,3 +80,17 @@ def choose_protocol(benchmark: BenchmarkSpec, preset_protocol: str, given: str |
     if benchmark.protocol and benchmark.name not in preset.benchmarks:
         return PROTOCOLS.get(benchmark.protocol)
     return preset
+
+
+def check_input_normalisation(method: SegMethod, protocol: Protocol) -> None:
+    """Refuse ``protocol`` when it normalises crops otherwise than ``method.input_normalisation``."""
+    wanted = method.input_normalisation
+    given = (tuple(protocol.mean), tuple(protocol.std))
+    if wanted is None or given == (tuple(wanted[0]), tuple(wanted[1])):
+        return
+    raise ConfigError(
+        f"{type(method).__name__} normalises its input itself and needs crops with mean {wanted[0]} and std "
+        f"{wanted[1]} (0-255 scale), but protocol {protocol.name!r} gives mean {given[0]} and std {given[1]}: "
+        "its scores would be silently wrong. Score it under its own protocol (leave out --protocol) or one "
+        "that normalises the same way."
+    )
