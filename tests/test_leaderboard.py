@@ -472,3 +472,7 @@ def test_chart_labels_tell_reproduced_runs_apart() -> None:
     assert row_label(other) == "tcl / tiny · tcl.pth · 2026-12-01"
     assert row_label(run | {"weights": ""}).endswith("· pretrained · 2026-12-03")
     assert row_label({"kind": "published", "method": "tcl", "variant": "paper"}) == "tcl / paper (published)"
+    long = row_label(
+        run | {"overrides": "clip=/a/very/long/path/to/a/run/checkpoints/step-00000300 pamr=false"}
+    )
+    assert long.startswith("tcl / tiny · clip=/a/very/long/path/to/a/run/checkpo… · tcl-a/")

@@ -286,7 +286,10 @@ def write_chart(summary: pd.DataFrame, benchmarks: Sequence[str], path: Path) ->
 
     values = summary[list(benchmarks)].to_numpy(dtype=float)
     labels = [row_label(row) for row in summary.to_dict("records")]
-    figure = Figure(figsize=(3.5 + 0.9 * len(benchmarks), 1.2 + 0.26 * len(labels)), dpi=100)
+    # Room for the longest row label at fontsize 8 (about 0.06 inch a character); constrained
+    # layout keeps labels, colorbar and title inside the figure.
+    width = 2.5 + 0.9 * len(benchmarks) + 0.06 * max(map(len, labels))
+    figure = Figure(figsize=(width, 1.2 + 0.26 * len(labels)), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     image = axes.imshow(np.ma.masked_invalid(values), aspect="auto", cmap="viridis", vmin=0, vmax=100)
@@ -298,7 +301,6 @@ def write_chart(summary: pd.DataFrame, benchmarks: Sequence[str], path: Path) ->
             axes.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=7, color=colour)
     figure.colorbar(image, ax=axes, label="mIoU (%)", fraction=0.05)
     axes.set_title("mIoU: published numbers and reproduced runs")
-    figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", metadata={"Software": None})
     return None

@@ -40,6 +40,10 @@ def run_fields(record: ResultsRecord) -> dict[str, str]:
     }
 
 
+#: Characters of a run's overrides shown in its chart label.
+LABEL_OVERRIDES = 40
+
+
 def row_label(row: Mapping[str, Any]) -> str:
     """How a summary row is told apart in the chart: a published variant by its name; a reproduced
     run by its preset, overrides, weights (a run folder's name and checkpoint, a file's name) and date."""
@@ -47,7 +51,10 @@ def row_label(row: Mapping[str, Any]) -> str:
         return f"{row['method']} / {row['variant'] or '-'} (published)"
     source = PurePath(str(row["weights"] or ""))
     weights = "/".join(source.parts[-3::2]) if source.parent.name == "checkpoints" else source.name
-    parts = [row["preset"] or "-", row["overrides"], weights or "pretrained", str(row["date"])[:10]]
+    overrides = str(row["overrides"] or "")
+    if len(overrides) > LABEL_OVERRIDES:  # the tables hold them whole
+        overrides = overrides[: LABEL_OVERRIDES - 1] + "…"
+    parts = [row["preset"] or "-", overrides, weights or "pretrained", str(row["date"])[:10]]
     return f"{row['method']} / " + " · ".join(p for p in parts if p)
 
 
