@@ -183,3 +183,14 @@ def test_bad_settings_fail_early() -> None:
         SPEC.create("tiny", {"vfm": "tiny-sam"})
     with pytest.raises(ConfigError, match="unknown vision foundation model"):
         SPEC.create("tiny", {"vfm": "dino_vitb9"})
+
+
+def test_a_protocol_with_other_statistics_is_refused() -> None:
+    """The proxy's pixels come from undoing CLIP's normalisation: under ImageNet statistics they would
+    be wrong without a word, so the harness refuses the pair."""
+    from textseg.evaluation.protocol import check_input_normalisation
+
+    method = SPEC.create("tiny")
+    check_input_normalisation(method, PROTOCOLS.get("proxyclip"))  # its own: accepted
+    with pytest.raises(ConfigError, match="protocol 'tcl' gives mean"):
+        check_input_normalisation(method, PROTOCOLS.get("tcl"))

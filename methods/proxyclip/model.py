@@ -33,6 +33,7 @@ from textseg.clip.blocks import merge_heads, qkv
 from textseg.clip.padding import pad_to_multiple, unpad_scores
 from textseg.clip.segmentor import DenseCLIP
 from textseg.errors import ConfigError
+from textseg.evaluation.protocol import CLIP_MEAN, CLIP_STD
 
 from .config import ProxyCLIPConfig
 
@@ -85,6 +86,9 @@ class ProxyCLIP(DenseCLIP):
     """ProxyCLIP's dense features in the SCLIP family's pipeline (windows, softmax over names, ``prob_thd``)."""
 
     pretrained_prefixes = ("clip.", "vfm.")
+    #: The proxy's pixels are recovered by undoing CLIP's normalisation (``UNNORMALIZE_*``), so a
+    #: protocol that normalises otherwise (e.g. ``tcl``'s ImageNet statistics) is refused.
+    input_normalisation = (CLIP_MEAN, CLIP_STD)
 
     def __init__(self, config: ProxyCLIPConfig) -> None:
         unused = [
