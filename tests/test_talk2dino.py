@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from textseg.api import Vocabulary
-from textseg.errors import WeightsError
+from textseg.errors import ConfigError, WeightsError
 from textseg.methods.talk2dino.alignment import alignment_loss, clean_background, head_embeddings
 from textseg.registry import METHODS, PROTOCOLS
 
@@ -179,3 +179,15 @@ def test_segment_composes_the_official_steps(spec) -> None:
     method.reconfigure(bg_clean=True, pamr=True)
     expected = PAMR(2, (1, 2))(pixels(images), upsample(cleaned))
     torch.testing.assert_close(method.segment(images, text), expected)
+
+
+def test_a_protocol_with_other_statistics_is_refused() -> None:
+    """PAMR reads the windows back in RGB through ImageNet's statistics: a protocol normalising with
+    CLIP's would give it wrong pixels without a word, so the pair is refused."""
+    from textseg.evaluation.protocol import check_input_normalisation
+
+    method = METHODS.get("talk2dino").create("tiny")
+    check_input_normalisation(method, PROTOCOLS.get("talk2dino"))
+    check_input_normalisation(method, PROTOCOLS.get("shapes"))  # ImageNet statistics too
+    with pytest.raises(ConfigError, match="protocol 'sclip' gives mean"):
+        check_input_normalisation(method, PROTOCOLS.get("sclip"))

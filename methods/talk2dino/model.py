@@ -65,6 +65,9 @@ class Talk2DINO(SegMethod):
     ``vfm.*`` (frozen, pretrained: left out of checkpoints)."""
 
     pretrained_prefixes = ("clip.", "vfm.")
+    #: PAMR reads the windows back in RGB by undoing ImageNet's statistics (:func:`pixels`), so a
+    #: protocol that normalises otherwise is refused.
+    input_normalisation = (IMAGENET_MEAN, IMAGENET_STD)
     inference_settings = (
         "resize_dim",
         "bg_clean",
